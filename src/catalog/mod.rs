@@ -1,0 +1,847 @@
+//! The data directory: its lock, the topic catalog, partition directories, the recovery-point
+//! checkpoint, the clean-shutdown marker, and the background maintenance thread. [`Log`] lives here.
+
+pub mod names;
+
+use std::collections::HashMap;
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::config::{Acks, HighWatermark, LogOptions, TopicConfig};
+use crate::error::{Error, Result};
+use crate::format::Record;
+use crate::format::batch::ProducerFields;
+use crate::format::meta::{self, Catalog, TopicMeta};
+use crate::groups::{self, CONSUMER_OFFSETS_TOPIC, Groups, OffsetAndMetadata, OffsetCommit, PartitionLag};
+use crate::log::partition::{Loaded, now_ms};
+use crate::log::recovery::{LoadContext, RecoveryReport, load_partition};
+use crate::log::{AppendResult, Fetched, Partition};
+use crate::partitioner;
+use crate::storage::OpenSegments;
+use crate::storage::vfs::{OpenMode, OsFs, VFile, Vfs};
+
+/// Name of the lock file in the data directory.
+pub const LOCK_FILE: &str = ".lock";
+/// Name of the catalog file.
+pub const CATALOG_FILE: &str = "catalog";
+/// Name of the recovery-point checkpoint (as Kafka names it).
+pub const CHECKPOINT_FILE: &str = "recovery-point-offset-checkpoint";
+/// Name of the clean-shutdown marker.
+pub const CLEAN_SHUTDOWN_FILE: &str = ".runnel_clean_shutdown";
+/// Name of the directory that receives what recovery cuts.
+pub const QUARANTINE_DIR: &str = "quarantine";
+/// Name of the file in each partition directory that records its topic's id.
+pub const PARTITION_METADATA_FILE: &str = "partition.metadata";
+/// Most partitions a topic may have.
+pub const MAX_PARTITIONS: u32 = 10_000;
+
+pub(crate) struct Topic {
+    name: Arc<str>,
+    id: u64,
+    config: Arc<TopicConfig>,
+    internal: bool,
+    partitions: RwLock<Arc<Vec<Arc<Partition>>>>,
+    round_robin: AtomicU32,
+}
+
+impl Topic {
+    fn partitions(&self) -> Arc<Vec<Arc<Partition>>> {
+        self.partitions.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn partition(&self, p: u32) -> Result<Arc<Partition>> {
+        self.partitions().get(p as usize).cloned().ok_or_else(|| Error::unknown(&self.name, Some(p)))
+    }
+}
+
+/// A topic and its partitions' offsets, as `describe` reports them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TopicDescription {
+    /// The topic.
+    pub name: String,
+    /// Whether runnel owns the topic (such as `__consumer_offsets`).
+    pub internal: bool,
+    /// Its configuration.
+    pub config: TopicConfig,
+    /// One entry per partition.
+    pub partitions: Vec<PartitionDescription>,
+}
+
+/// One partition in a [`TopicDescription`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartitionDescription {
+    /// The partition.
+    pub partition: u32,
+    /// First offset still in the log.
+    pub log_start_offset: u64,
+    /// End of what readers may see.
+    pub high_watermark: u64,
+    /// End of what is fsync'd.
+    pub durable_offset: u64,
+    /// Offset the next record will get.
+    pub log_end_offset: u64,
+    /// Number of segments.
+    pub segment_count: usize,
+    /// Bytes in all segments.
+    pub size_bytes: u64,
+}
+
+/// What sendfile copied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SendResult {
+    /// Bytes written to the descriptor.
+    pub bytes: u64,
+    /// The offset to continue from.
+    pub next_offset: u64,
+}
+
+struct Shared {
+    dir: PathBuf,
+    vfs: Arc<dyn Vfs>,
+    options: LogOptions,
+    cache: Arc<OpenSegments>,
+    _lock: Arc<dyn VFile>,
+    catalog: Mutex<Catalog>,
+    topics: RwLock<HashMap<String, Arc<Topic>>>,
+    groups: Groups,
+    closed: AtomicBool,
+    stop: (Mutex<bool>, Condvar),
+    recovery: Mutex<Vec<(String, u32, RecoveryReport)>>,
+}
+
+/// An open data directory: topics, their partitioned logs, and consumer-group offsets.
+///
+/// `Log` is `Send + Sync`; share it between threads with `Arc` or scoped threads. Appends to
+/// different partitions run in parallel; readers never wait for a writer's fsync.
+///
+/// ```
+/// use runnel::{Acks, Log, LogOptions, Record, TopicConfig};
+/// # fn main() -> runnel::Result<()> {
+/// let dir = tempfile::tempdir().unwrap();
+/// let log = Log::open(dir.path(), LogOptions::default())?;
+/// log.create_topic("orders", 3, TopicConfig::default())?;
+/// let at = log.append("orders", None, &[Record::new(b"one").with_key(b"customer-7")], Acks::All)?;
+/// let fetched = log.fetch("orders", at.partition, at.base_offset, 1 << 20)?;
+/// assert_eq!(fetched.records().next().transpose()?.and_then(|r| r.value), Some(&b"one"[..]));
+/// log.close()?;
+/// # Ok(()) }
+/// ```
+pub struct Log {
+    shared: Arc<Shared>,
+    maintenance: Option<JoinHandle<()>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Writes a small file atomically: temp file, fsync, rename over the target, fsync the directory.
+fn write_atomic(vfs: &dyn Vfs, dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+    let tmp = dir.join(format!("{name}.tmp"));
+    let path = dir.join(name);
+    let f = vfs.open(&tmp, OpenMode::Create).map_err(|e| Error::io("create", &tmp, e))?;
+    f.set_len(0).map_err(|e| Error::io("truncate", &tmp, e))?;
+    f.write_all_at(bytes, 0).map_err(|e| Error::io("write", &tmp, e))?;
+    f.sync_data().map_err(|e| Error::io("fdatasync", &tmp, e))?;
+    drop(f);
+    vfs.rename(&tmp, &path).map_err(|e| Error::io("rename", &tmp, e))?;
+    vfs.sync_dir(dir).map_err(|e| Error::io("fsync", dir, e))
+}
+
+fn read_small(vfs: &dyn Vfs, path: &Path, limit: u64) -> Result<Option<Vec<u8>>> {
+    let f = match vfs.open(path, OpenMode::Read) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io("open", path, e)),
+    };
+    let len = f.len().map_err(|e| Error::io("stat", path, e))?;
+    if len > limit {
+        return Err(Error::corrupt(path, 0, format!("{len} bytes is larger than such a file can be")));
+    }
+    let mut buf = vec![0u8; len as usize];
+    f.read_exact_at(&mut buf, 0).map_err(|e| Error::io("read", path, e))?;
+    Ok(Some(buf))
+}
+
+fn config_from(meta: &TopicMeta, defaults: &TopicConfig) -> Result<TopicConfig> {
+    let mut c = defaults.clone();
+    for (k, v) in &meta.config {
+        c.set(k, v)?;
+    }
+    Ok(c)
+}
+
+fn internal_config() -> TopicConfig {
+    TopicConfig {
+        segment_bytes: 8 << 20,
+        segment_ms: None,
+        retention_ms: None,
+        retention_bytes: None,
+        high_watermark: HighWatermark::Durable,
+        ..TopicConfig::default()
+    }
+}
+
+impl Log {
+    /// Opens the data directory `dir`, creating it if needed, and recovers it if it was not closed
+    /// cleanly. Fails with [`Error::Locked`] when another handle (in this process or another)
+    /// has it open.
+    pub fn open(dir: impl AsRef<Path>, options: LogOptions) -> Result<Log> {
+        Self::open_with_vfs(dir.as_ref(), options, Arc::new(OsFs))
+    }
+
+    pub(crate) fn open_with_vfs(dir: &Path, options: LogOptions, vfs: Arc<dyn Vfs>) -> Result<Log> {
+        options.default_topic_config.validate()?;
+        let mut missing = Vec::new();
+        for a in dir.ancestors() {
+            if a.as_os_str().is_empty() || vfs.exists(a) {
+                break;
+            }
+            missing.push(a);
+        }
+        for a in missing.into_iter().rev() {
+            vfs.create_dir(a).map_err(|e| Error::io("create directory", a, e))?;
+        }
+        let lock_path = dir.join(LOCK_FILE);
+        let lock_file = vfs.open(&lock_path, OpenMode::Create).map_err(|e| Error::io("open", &lock_path, e))?;
+        if !lock_file.try_lock().map_err(|e| Error::io("lock", &lock_path, e))? {
+            return Err(Error::Locked { dir: dir.to_path_buf() });
+        }
+        let marker = dir.join(CLEAN_SHUTDOWN_FILE);
+        let clean = vfs.exists(&marker);
+        if clean {
+            vfs.remove_file(&marker).map_err(|e| Error::io("unlink", &marker, e))?;
+            vfs.sync_dir(dir).map_err(|e| Error::io("fsync", dir, e))?;
+        }
+        let catalog = match read_small(&*vfs, &dir.join(CATALOG_FILE), 64 << 20)? {
+            Some(b) => meta::decode_catalog(&b).map_err(|r| Error::corrupt(dir.join(CATALOG_FILE), 0, r))?,
+            None => Catalog { next_topic_id: 1, topics: Vec::new() },
+        };
+        let checkpoint: HashMap<(String, u32), u64> = match read_small(&*vfs, &dir.join(CHECKPOINT_FILE), 256 << 20) {
+            Ok(Some(b)) => match meta::decode_checkpoint(&b) {
+                Ok(entries) => entries.into_iter().map(|(t, p, o)| ((t, p), o)).collect(),
+                Err(reason) => {
+                    log::warn!("{}: ignoring a damaged recovery-point checkpoint ({reason}); verifying every segment", dir.display());
+                    HashMap::new()
+                }
+            },
+            _ => HashMap::new(),
+        };
+        let cache = Arc::new(OpenSegments::new(options.max_open_segments));
+        let quarantine = dir.join(QUARANTINE_DIR);
+
+        // Partition directories: keep those of catalogued topics, remove those a crashed create or
+        // delete left behind (their partition.metadata names a topic id the catalog lacks), and
+        // leave anything else alone.
+        let by_name: HashMap<&str, &TopicMeta> = catalog.topics.iter().map(|t| (t.name.as_str(), t)).collect();
+        for e in vfs.read_dir(dir).map_err(|e| Error::io("read directory", dir, e))? {
+            let Some(name) = e.name.to_str() else { continue };
+            if name.ends_with(".tmp") && e.is_file {
+                let _ = vfs.remove_file(&dir.join(name));
+                continue;
+            }
+            let Some((topic, p)) = names::parse_partition_dir(name) else { continue };
+            if !e.is_dir {
+                continue;
+            }
+            let path = dir.join(name);
+            let id = read_small(&*vfs, &path.join(PARTITION_METADATA_FILE), 4096)
+                .ok()
+                .flatten()
+                .and_then(|b| meta::decode_partition_metadata(&b));
+            let Some(id) = id else { continue };
+            let live = by_name.get(topic).is_some_and(|t| t.id == id && p < t.partitions);
+            if !live {
+                log::info!("{}: removing {name}, left behind by an interrupted topic create or delete", dir.display());
+                vfs.remove_dir_all(&path).map_err(|e| Error::io("remove directory", &path, e))?;
+                vfs.sync_dir(dir).map_err(|e| Error::io("fsync", dir, e))?;
+            }
+        }
+
+        let mut topics = HashMap::new();
+        let mut reports = Vec::new();
+        for t in &catalog.topics {
+            let internal = names::is_internal(&t.name);
+            let config = Arc::new(if internal { internal_config() } else { config_from(t, &options.default_topic_config)? });
+            let name: Arc<str> = Arc::from(t.name.as_str());
+            let mut parts = Vec::with_capacity(t.partitions as usize);
+            for p in 0..t.partitions {
+                let pdir: Arc<Path> = Arc::from(dir.join(format!("{}-{p}", t.name)));
+                if !vfs.exists(&pdir) {
+                    log::warn!("{}: partition directory is missing; starting it empty", pdir.display());
+                    create_partition_dir(&*vfs, dir, &pdir, t.id)?;
+                }
+                let ctx = LoadContext {
+                    vfs: &vfs,
+                    dir: pdir.clone(),
+                    topic: &t.name,
+                    partition: p,
+                    config: &config,
+                    recovery_point: checkpoint.get(&(t.name.clone(), p)).copied(),
+                    clean,
+                    quarantine_dir: &quarantine,
+                };
+                let (loaded, report) = load_partition(&ctx)?;
+                if report != RecoveryReport::default() {
+                    reports.push((t.name.clone(), p, report));
+                }
+                parts.push(Arc::new(Partition::new(name.clone(), p, pdir, vfs.clone(), config.clone(), cache.clone(), loaded)));
+            }
+            topics.insert(
+                t.name.clone(),
+                Arc::new(Topic {
+                    name,
+                    id: t.id,
+                    config,
+                    internal,
+                    partitions: RwLock::new(Arc::new(parts)),
+                    round_robin: AtomicU32::new(seed()),
+                }),
+            );
+        }
+        let mut catalog = catalog;
+        if !topics.contains_key(CONSUMER_OFFSETS_TOPIC) {
+            let config = Arc::new(internal_config());
+            let t = create_topic_files(&*vfs, &vfs, dir, &mut catalog, CONSUMER_OFFSETS_TOPIC, 1, &config, &[], &cache)?;
+            topics.insert(CONSUMER_OFFSETS_TOPIC.to_string(), t);
+        }
+        let offsets_partition =
+            topics.get(CONSUMER_OFFSETS_TOPIC).map(|t| t.partition(0)).ok_or_else(|| Error::unknown(CONSUMER_OFFSETS_TOPIC, Some(0)))??;
+        let groups = Groups::load(offsets_partition)?;
+
+        let shared = Arc::new(Shared {
+            dir: dir.to_path_buf(),
+            vfs,
+            options,
+            cache,
+            _lock: lock_file,
+            catalog: Mutex::new(catalog),
+            topics: RwLock::new(topics),
+            groups,
+            closed: AtomicBool::new(false),
+            stop: (Mutex::new(false), Condvar::new()),
+            recovery: Mutex::new(reports),
+        });
+        let maintenance = if shared.options.background {
+            let s = shared.clone();
+            Some(
+                std::thread::Builder::new()
+                    .name("runnel-maintenance".into())
+                    .spawn(move || maintenance_loop(&s))
+                    .map_err(|e| Error::io("spawn thread", dir, e))?,
+            )
+        } else {
+            None
+        };
+        Ok(Log { shared, maintenance })
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.shared.dir
+    }
+
+    /// What recovery found and cut when this handle opened the directory, per partition (empty
+    /// after a clean shutdown or when nothing needed repair).
+    pub fn recovery_report(&self) -> Vec<(String, u32, RecoveryReport)> {
+        lock(&self.shared.recovery).clone()
+    }
+
+    fn topic(&self, name: &str) -> Result<Arc<Topic>> {
+        self.shared.topics.read().unwrap_or_else(|e| e.into_inner()).get(name).cloned().ok_or_else(|| Error::unknown(name, None))
+    }
+
+    fn partition(&self, topic: &str, partition: u32) -> Result<Arc<Partition>> {
+        self.topic(topic)?.partition(partition)
+    }
+
+    /// Creates a topic with `partitions` partitions. Keys of `config` left at their defaults take
+    /// the log's default topic config. The topic's metadata is durable when this returns.
+    pub fn create_topic(&self, name: &str, partitions: u32, config: TopicConfig) -> Result<()> {
+        names::validate_topic_name(name)?;
+        if names::is_internal(name) {
+            return Err(Error::InvalidTopic {
+                name: name.to_string(),
+                reason: "names starting with \"__\" are reserved for internal topics",
+            });
+        }
+        if partitions == 0 || partitions > MAX_PARTITIONS {
+            return Err(Error::InvalidArgument(format!("partition count must be between 1 and {MAX_PARTITIONS}, not {partitions}")));
+        }
+        config.validate()?;
+        let s = &self.shared;
+        let mut catalog = lock(&s.catalog);
+        if self.topic(name).is_ok() {
+            return Err(Error::TopicExists { topic: name.to_string() });
+        }
+        let defaults = &s.options.default_topic_config;
+        let overrides: Vec<(String, String)> = config
+            .entries()
+            .into_iter()
+            .zip(defaults.entries())
+            .filter(|(set, default)| set != default)
+            .map(|((k, v), _)| (k.to_string(), v))
+            .collect();
+        let topic = create_topic_files(&*s.vfs, &s.vfs, &s.dir, &mut catalog, name, partitions, &Arc::new(config), &overrides, &s.cache)?;
+        s.topics.write().unwrap_or_else(|e| e.into_inner()).insert(name.to_string(), topic);
+        Ok(())
+    }
+
+    /// Deletes a topic: its partitions' files and its committed offsets. Nothing of it remains.
+    pub fn delete_topic(&self, name: &str) -> Result<()> {
+        let s = &self.shared;
+        let mut catalog = lock(&s.catalog);
+        let topic = self.topic(name)?;
+        if topic.internal {
+            return Err(Error::ReadOnly(format!("internal topic {name}")));
+        }
+        let mut next = catalog.clone();
+        next.topics.retain(|t| t.name != name);
+        write_atomic(&*s.vfs, &s.dir, CATALOG_FILE, &meta::encode_catalog(&next))?;
+        *catalog = next;
+        s.topics.write().unwrap_or_else(|e| e.into_inner()).remove(name);
+        for p in topic.partitions().iter() {
+            p.mark_deleted();
+            let dir = p.path();
+            s.vfs.remove_dir_all(&dir).map_err(|e| Error::io("remove directory", &dir, e))?;
+        }
+        s.vfs.sync_dir(&s.dir).map_err(|e| Error::io("fsync", &s.dir, e))?;
+        s.groups.forget_topic(name)?;
+        Ok(())
+    }
+
+    /// Names of all topics, internal ones included, sorted.
+    pub fn list_topics(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.shared.topics.read().unwrap_or_else(|e| e.into_inner()).keys().cloned().collect();
+        v.sort();
+        v
+    }
+
+    /// A topic's configuration and each partition's offsets and size.
+    pub fn describe_topic(&self, name: &str) -> Result<TopicDescription> {
+        let t = self.topic(name)?;
+        let partitions = t
+            .partitions()
+            .iter()
+            .map(|p| {
+                let (segment_count, size_bytes) = p.segment_stats();
+                PartitionDescription {
+                    partition: p.id,
+                    log_start_offset: p.log_start_offset(),
+                    high_watermark: p.high_watermark(),
+                    durable_offset: p.durable_offset(),
+                    log_end_offset: p.log_end_offset(),
+                    segment_count,
+                    size_bytes,
+                }
+            })
+            .collect();
+        Ok(TopicDescription { name: name.to_string(), internal: t.internal, config: (*t.config).clone(), partitions })
+    }
+
+    /// Number of partitions of a topic.
+    pub fn partition_count(&self, topic: &str) -> Result<u32> {
+        Ok(self.topic(topic)?.partitions().len() as u32)
+    }
+
+    /// Raises a topic's partition count to `partitions`. Kafka cannot decrease it and neither
+    /// can runnel: a lower or equal count is refused.
+    pub fn add_partitions(&self, name: &str, partitions: u32) -> Result<()> {
+        let s = &self.shared;
+        let mut catalog = lock(&s.catalog);
+        let topic = self.topic(name)?;
+        if topic.internal {
+            return Err(Error::ReadOnly(format!("internal topic {name}")));
+        }
+        let current = topic.partitions().len() as u32;
+        if partitions <= current {
+            return Err(Error::InvalidArgument(format!(
+                "topic {name} has {current} partitions; the count can only be increased, not set to {partitions}"
+            )));
+        }
+        if partitions > MAX_PARTITIONS {
+            return Err(Error::InvalidArgument(format!("partition count must be at most {MAX_PARTITIONS}")));
+        }
+        let mut new_parts = Vec::new();
+        for p in current..partitions {
+            new_parts.push(new_partition(&*s.vfs, &s.vfs, &s.dir, &topic.name, topic.id, p, &topic.config, &s.cache)?);
+        }
+        s.vfs.sync_dir(&s.dir).map_err(|e| Error::io("fsync", &s.dir, e))?;
+        let mut next = catalog.clone();
+        if let Some(t) = next.topics.iter_mut().find(|t| t.name == name) {
+            t.partitions = partitions;
+        }
+        write_atomic(&*s.vfs, &s.dir, CATALOG_FILE, &meta::encode_catalog(&next))?;
+        *catalog = next;
+        let mut list = topic.partitions().as_ref().clone();
+        list.extend(new_parts);
+        *topic.partitions.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(list);
+        Ok(())
+    }
+
+    /// The partition the default partitioner picks for a record with this key: murmur2 of the key
+    /// (the same partition number Kafka would pick), or round-robin without a key.
+    pub fn partition_for(&self, topic: &str, key: Option<&[u8]>) -> Result<u32> {
+        let t = self.topic(topic)?;
+        Ok(choose_partition(&t, key))
+    }
+
+    /// Appends `records` as one batch to one partition, atomically: after any crash either the
+    /// whole batch is in the log or none of it is.
+    ///
+    /// The partition is `partition` when given; otherwise the default partitioner applies to the
+    /// first record's key (see [`Log::partition_for`]). `acks` says when the call returns and so
+    /// what survives a crash (see [`Acks`]).
+    pub fn append(&self, topic: &str, partition: Option<u32>, records: &[Record<'_>], acks: Acks) -> Result<AppendResult> {
+        let t = self.topic(topic)?;
+        if t.internal {
+            return Err(Error::ReadOnly(format!("internal topic {topic}")));
+        }
+        let p = match partition {
+            Some(p) => p,
+            None => choose_partition(&t, records.first().and_then(|r| r.key)),
+        };
+        t.partition(p)?.append(records, acks, ProducerFields::NONE, false)
+    }
+
+    /// Reads complete batches from `offset` on, up to about `max_bytes` (at least one batch is
+    /// returned when any is available), as zero-copy views. `offset` may point inside a batch.
+    /// Only records below the high watermark are returned. An offset outside
+    /// `[log start offset, high watermark]` is [`Error::OffsetOutOfRange`].
+    pub fn fetch(&self, topic: &str, partition: u32, offset: u64, max_bytes: u64) -> Result<Fetched> {
+        self.partition(topic, partition)?.fetch(offset, max_bytes)
+    }
+
+    /// Copies the raw bytes of the batches a [`Log::fetch`] with the same arguments would return
+    /// to `out` with sendfile(2), without passing them through user space.
+    pub fn send_to(&self, topic: &str, partition: u32, offset: u64, max_bytes: u64, out: impl AsFd) -> Result<SendResult> {
+        let fetched = self.partition(topic, partition)?.fetch(offset, max_bytes)?;
+        let (file, start, len) = match fetched.file_range() {
+            Some(r) => r,
+            None => return Ok(SendResult { bytes: 0, next_offset: fetched.next_offset() }),
+        };
+        let fd = file.fd().ok_or_else(|| Error::InvalidArgument("this file system has no descriptors for sendfile".into()))?;
+        let mut pos = start;
+        let end = start + len;
+        while pos < end {
+            let want = (end - pos) as usize;
+            let n = rustix::fs::sendfile(out.as_fd(), fd, Some(&mut pos), want)
+                .map_err(|e| Error::io("sendfile", self.shared.dir.join(format!("{topic}-{partition}")), e.into()))?;
+            if n == 0 {
+                break;
+            }
+        }
+        Ok(SendResult { bytes: pos - start, next_offset: fetched.next_offset() })
+    }
+
+    /// The first offset still in the partition (Kafka's "earliest").
+    pub fn log_start_offset(&self, topic: &str, partition: u32) -> Result<u64> {
+        Ok(self.partition(topic, partition)?.log_start_offset())
+    }
+
+    /// The end of what readers may see (Kafka's "latest").
+    pub fn high_watermark(&self, topic: &str, partition: u32) -> Result<u64> {
+        Ok(self.partition(topic, partition)?.high_watermark())
+    }
+
+    /// The offset the next appended record will get.
+    pub fn log_end_offset(&self, topic: &str, partition: u32) -> Result<u64> {
+        Ok(self.partition(topic, partition)?.log_end_offset())
+    }
+
+    /// The end of what is fsync'd: offsets below it survive a power loss.
+    pub fn durable_offset(&self, topic: &str, partition: u32) -> Result<u64> {
+        Ok(self.partition(topic, partition)?.durable_offset())
+    }
+
+    /// The first offset whose timestamp is at or after `timestamp` (ms since the epoch), with its
+    /// timestamp; `None` when every visible record is older (Kafka's offsetsForTimes).
+    pub fn offset_for_timestamp(&self, topic: &str, partition: u32, timestamp: i64) -> Result<Option<(u64, i64)>> {
+        self.partition(topic, partition)?.offset_for_timestamp(timestamp)
+    }
+
+    /// Waits until every offset below `offset` in the partition is fsync'd, syncing if needed:
+    /// acks=1 writers use it to pick their own moment to make a run of appends durable.
+    pub fn sync_to(&self, topic: &str, partition: u32, offset: u64) -> Result<()> {
+        let p = self.partition(topic, partition)?;
+        p.sync_to(offset.min(p.log_end_offset()))
+    }
+
+    /// Syncs every partition with unsynced data.
+    pub fn sync_all(&self) -> Result<()> {
+        for p in self.all_partitions() {
+            p.sync()?;
+        }
+        Ok(())
+    }
+
+    fn all_partitions(&self) -> Vec<Arc<Partition>> {
+        let topics = self.shared.topics.read().unwrap_or_else(|e| e.into_inner());
+        topics.values().flat_map(|t| t.partitions().iter().cloned().collect::<Vec<_>>()).collect()
+    }
+
+    /// Applies `retention.ms` and `retention.bytes` now. Returns the number of segments deleted.
+    pub fn run_retention(&self) -> Result<usize> {
+        run_retention(&self.shared)
+    }
+
+    /// Commits offsets for a consumer group, durably (fsync'd) and atomically: after a crash
+    /// either every offset of the call is committed or none is.
+    pub fn commit_offsets(&self, group: &str, offsets: &[OffsetCommit<'_>]) -> Result<()> {
+        names::validate_group(group)?;
+        for c in offsets {
+            self.partition(c.topic, c.partition)?;
+        }
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        self.shared.groups.commit(group, offsets)
+    }
+
+    /// The offset a group last committed for a partition.
+    pub fn committed(&self, group: &str, topic: &str, partition: u32) -> Result<Option<OffsetAndMetadata>> {
+        self.partition(topic, partition)?;
+        Ok(self.shared.groups.committed(group, topic, partition))
+    }
+
+    /// Groups with committed offsets, sorted.
+    pub fn list_groups(&self) -> Vec<String> {
+        self.shared.groups.list()
+    }
+
+    /// For each partition a group has committed: the committed offset, the high watermark and
+    /// the lag between them.
+    pub fn group_lag(&self, group: &str) -> Result<Vec<PartitionLag>> {
+        let mut out = Vec::new();
+        for (topic, partition, c) in self.shared.groups.all_committed(group) {
+            let Ok(p) = self.partition(&topic, partition) else { continue };
+            let hw = p.high_watermark();
+            out.push(PartitionLag { topic, partition, committed: c.offset, high_watermark: hw, lag: hw.saturating_sub(c.offset) });
+        }
+        Ok(out)
+    }
+
+    /// Deletes a group's committed offsets. Returns whether the group existed.
+    pub fn delete_group(&self, group: &str) -> Result<bool> {
+        self.shared.groups.delete_group(group)
+    }
+
+    /// Number of sealed segments currently mapped (bounded by `max_open_segments`).
+    pub fn open_segment_count(&self) -> usize {
+        self.shared.cache.len()
+    }
+
+    /// Closes the log cleanly: syncs every partition, trims active segments, writes indexes, the
+    /// recovery-point checkpoint and the clean-shutdown marker, so the next open needs no scan.
+    pub fn close(mut self) -> Result<()> {
+        self.shutdown()
+    }
+
+    fn shutdown(&mut self) -> Result<()> {
+        let s = &self.shared;
+        if s.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        {
+            let (m, cv) = &s.stop;
+            *lock(m) = true;
+            cv.notify_all();
+        }
+        if let Some(h) = self.maintenance.take() {
+            let _ = h.join();
+        }
+        let mut first_err = None;
+        for p in self.all_partitions() {
+            if let Err(e) = p.close() {
+                first_err.get_or_insert(e);
+            }
+        }
+        if let Some(e) = first_err {
+            return Err(e);
+        }
+        write_checkpoint(s)?;
+        let marker = s.dir.join(CLEAN_SHUTDOWN_FILE);
+        let f = s.vfs.open(&marker, OpenMode::Create).map_err(|e| Error::io("create", &marker, e))?;
+        f.sync_data().map_err(|e| Error::io("fdatasync", &marker, e))?;
+        s.vfs.sync_dir(&s.dir).map_err(|e| Error::io("fsync", &s.dir, e))
+    }
+}
+
+impl Drop for Log {
+    fn drop(&mut self) {
+        if let Err(e) = self.shutdown() {
+            log::error!("{}: closing the log failed: {e}; the next open will recover", self.shared.dir.display());
+        }
+    }
+}
+
+fn seed() -> u32 {
+    // A varying start for round-robin, as Kafka's partitioner starts at a random number.
+    (now_ms() as u32).wrapping_mul(2_654_435_761)
+}
+
+fn choose_partition(t: &Topic, key: Option<&[u8]>) -> u32 {
+    let n = t.partitions().len() as u32;
+    match key {
+        Some(k) => partitioner::partition_for_key(k, n),
+        None => t.round_robin.fetch_add(1, Ordering::Relaxed) % n.max(1),
+    }
+}
+
+fn create_partition_dir(vfs: &dyn Vfs, data_dir: &Path, pdir: &Path, topic_id: u64) -> Result<()> {
+    if vfs.exists(pdir) {
+        return Err(Error::InvalidArgument(format!("{} already exists and is not a partition of this topic", pdir.display())));
+    }
+    vfs.create_dir(pdir).map_err(|e| Error::io("create directory", pdir, e))?;
+    let name = PARTITION_METADATA_FILE;
+    write_atomic(vfs, pdir, name, &meta::encode_partition_metadata(topic_id))?;
+    vfs.sync_dir(data_dir).map_err(|e| Error::io("fsync", data_dir, e))
+}
+
+#[expect(clippy::too_many_arguments, reason = "the pieces of the data directory a new partition needs")]
+fn new_partition(
+    vfs: &dyn Vfs,
+    vfs_arc: &Arc<dyn Vfs>,
+    data_dir: &Path,
+    topic: &Arc<str>,
+    topic_id: u64,
+    p: u32,
+    config: &Arc<TopicConfig>,
+    cache: &Arc<OpenSegments>,
+) -> Result<Arc<Partition>> {
+    let pdir: Arc<Path> = Arc::from(data_dir.join(format!("{topic}-{p}")));
+    create_partition_dir(vfs, data_dir, &pdir, topic_id)?;
+    let ctx = LoadContext {
+        vfs: vfs_arc,
+        dir: pdir.clone(),
+        topic,
+        partition: p,
+        config,
+        recovery_point: Some(0),
+        clean: false,
+        quarantine_dir: &data_dir.join(QUARANTINE_DIR),
+    };
+    let (loaded, _): (Loaded, _) = load_partition(&ctx)?;
+    Ok(Arc::new(Partition::new(topic.clone(), p, pdir, vfs_arc.clone(), config.clone(), cache.clone(), loaded)))
+}
+
+/// Creates a topic's directories, then commits it to the catalog (the commit point).
+#[expect(clippy::too_many_arguments, reason = "the pieces of the data directory a new topic needs")]
+fn create_topic_files(
+    vfs: &dyn Vfs,
+    vfs_arc: &Arc<dyn Vfs>,
+    dir: &Path,
+    catalog: &mut Catalog,
+    name: &str,
+    partitions: u32,
+    config: &Arc<TopicConfig>,
+    overrides: &[(String, String)],
+    cache: &Arc<OpenSegments>,
+) -> Result<Arc<Topic>> {
+    let id = catalog.next_topic_id;
+    let tname: Arc<str> = Arc::from(name);
+    let mut parts = Vec::new();
+    let mut result = Ok(());
+    for p in 0..partitions {
+        match new_partition(vfs, vfs_arc, dir, &tname, id, p, config, cache) {
+            Ok(part) => parts.push(part),
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
+        }
+    }
+    let mut next = catalog.clone();
+    next.next_topic_id = id + 1;
+    next.topics.push(TopicMeta { id, name: name.to_string(), partitions, config: overrides.to_vec() });
+    let result = result.and_then(|()| write_atomic(vfs, dir, CATALOG_FILE, &meta::encode_catalog(&next)));
+    if let Err(e) = result {
+        // Not committed: remove what was made (a reopen would remove it too).
+        for p in &parts {
+            let _ = vfs.remove_dir_all(&p.path());
+        }
+        return Err(e);
+    }
+    *catalog = next;
+    Ok(Arc::new(Topic {
+        name: tname,
+        id,
+        config: config.clone(),
+        internal: names::is_internal(name),
+        partitions: RwLock::new(Arc::new(parts)),
+        round_robin: AtomicU32::new(seed()),
+    }))
+}
+
+fn shared_partitions(s: &Shared) -> Vec<Arc<Partition>> {
+    let topics = s.topics.read().unwrap_or_else(|e| e.into_inner());
+    topics.values().flat_map(|t| t.partitions().iter().cloned().collect::<Vec<_>>()).collect()
+}
+
+fn run_retention(s: &Shared) -> Result<usize> {
+    let now = now_ms();
+    let mut n = 0;
+    for p in shared_partitions(s) {
+        if names::is_internal(&p.topic) {
+            continue;
+        }
+        n += p.apply_retention(now)?;
+    }
+    Ok(n)
+}
+
+fn write_checkpoint(s: &Shared) -> Result<()> {
+    let mut entries: Vec<(String, u32, u64)> =
+        shared_partitions(s).iter().map(|p| (p.topic.to_string(), p.id, p.durable_offset())).collect();
+    entries.sort();
+    write_atomic(&*s.vfs, &s.dir, CHECKPOINT_FILE, &meta::encode_checkpoint(&entries))
+}
+
+fn maintenance_loop(s: &Shared) {
+    let tick = Duration::from_millis(10);
+    let mut last_retention = Instant::now();
+    let mut last_checkpoint = Instant::now();
+    loop {
+        {
+            let (m, cv) = &s.stop;
+            let stopped = lock(m);
+            if *stopped {
+                return;
+            }
+            let (stopped, _) = cv.wait_timeout(stopped, tick).unwrap_or_else(|e| e.into_inner());
+            if *stopped {
+                return;
+            }
+        }
+        let now = now_ms();
+        for p in shared_partitions(s) {
+            if let Err(e) = p.maybe_flush(now) {
+                log::error!("background flush of {}-{}: {e}", p.topic, p.id);
+            }
+        }
+        if last_retention.elapsed() >= s.options.retention_check_interval {
+            last_retention = Instant::now();
+            if let Err(e) = run_retention(s) {
+                log::error!("background retention: {e}");
+            }
+        }
+        if last_checkpoint.elapsed() >= s.options.checkpoint_interval {
+            last_checkpoint = Instant::now();
+            if let Err(e) = write_checkpoint(s) {
+                log::error!("writing the recovery-point checkpoint: {e}");
+            }
+        }
+    }
+}
+
+#[allow(dead_code)]
+fn _assert_send_sync() {
+    fn is<T: Send + Sync>() {}
+    is::<Log>();
+    is::<Fetched>();
+    let _ = groups::CONSUMER_OFFSETS_TOPIC;
+}

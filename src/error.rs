@@ -1,0 +1,133 @@
+//! The one public error type: every variant says what went wrong and where, so a caller can act on it.
+
+use std::io;
+use std::path::PathBuf;
+
+/// Shorthand for `Result<T, runnel::Error>`.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in runnel.
+///
+/// New variants may be added in later versions; match with a wildcard arm.
+/// [`Error::code`] gives a stable number for each variant, which the C ABI uses.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Another handle, in this process or another, holds the data directory for writing.
+    #[error("data directory {dir} is locked by another writer")]
+    Locked {
+        /// The data directory.
+        dir: PathBuf,
+    },
+    /// A topic name breaks Kafka's naming rules.
+    #[error("invalid topic name {name:?}: {reason}")]
+    InvalidTopic {
+        /// The rejected name.
+        name: String,
+        /// Which rule it breaks.
+        reason: &'static str,
+    },
+    /// The topic already exists.
+    #[error("topic {topic:?} already exists")]
+    TopicExists {
+        /// The topic.
+        topic: String,
+    },
+    /// The topic, or the partition within it, does not exist.
+    #[error("unknown topic or partition: {topic:?} partition {partition:?}")]
+    UnknownTopicOrPartition {
+        /// The topic.
+        topic: String,
+        /// The partition, when one was named.
+        partition: Option<u32>,
+    },
+    /// A partition count, config key or value, or argument is not acceptable.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// The requested offset is outside `[log_start, high_watermark]`.
+    #[error("offset {requested} is out of range: log start offset is {log_start}, high watermark is {high_watermark}")]
+    OffsetOutOfRange {
+        /// The offset asked for.
+        requested: u64,
+        /// The first offset still in the log.
+        log_start: u64,
+        /// The end of what readers may see.
+        high_watermark: u64,
+    },
+    /// A batch is larger than the topic's `max.message.bytes`.
+    #[error("record batch of {size} bytes exceeds max.message.bytes ({max})")]
+    RecordTooLarge {
+        /// The encoded size of the batch.
+        size: u64,
+        /// The limit.
+        max: u64,
+    },
+    /// Bytes read from disk are not what runnel wrote.
+    #[error("corrupt data in {path} at byte {position}: {reason}")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// Byte position in the file.
+        position: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// An operating-system call failed.
+    #[error("{op} {path}: {source}")]
+    Io {
+        /// The operation (open, write, fdatasync, rename, ...).
+        op: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// A write or sync failed earlier, so this partition refuses appends until the log is reopened:
+    /// a retried fsync can report success for pages the kernel already dropped.
+    #[error("partition {topic}-{partition} refuses writes after an earlier I/O failure; reopen the log")]
+    Poisoned {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: u32,
+    },
+    /// The handle was opened read-only, or the topic is internal and written only by runnel.
+    #[error("{0} is read-only")]
+    ReadOnly(String),
+    /// The log was closed.
+    #[error("the log is closed")]
+    Closed,
+}
+
+impl Error {
+    /// A stable number for this kind of error. Never renumbered; the C ABI exposes the same values.
+    pub fn code(&self) -> u32 {
+        match self {
+            Error::Locked { .. } => 5,
+            Error::InvalidTopic { .. } => 10,
+            Error::TopicExists { .. } => 11,
+            Error::UnknownTopicOrPartition { .. } => 12,
+            Error::InvalidArgument(_) => 13,
+            Error::OffsetOutOfRange { .. } => 14,
+            Error::RecordTooLarge { .. } => 15,
+            Error::Corrupt { .. } => 16,
+            Error::Io { .. } => 17,
+            Error::Poisoned { .. } => 18,
+            Error::ReadOnly(_) => 19,
+            Error::Closed => 20,
+        }
+    }
+
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Error {
+        Error::Io { op, path: path.into(), source }
+    }
+
+    pub(crate) fn corrupt(path: impl Into<PathBuf>, position: u64, reason: impl Into<String>) -> Error {
+        Error::Corrupt { path: path.into(), position, reason: reason.into() }
+    }
+
+    pub(crate) fn unknown(topic: &str, partition: Option<u32>) -> Error {
+        Error::UnknownTopicOrPartition { topic: topic.to_string(), partition }
+    }
+}

@@ -1,0 +1,45 @@
+//! runnel: an embedded Kafka-style partitioned log. Open a data directory and get topics,
+//! partitions, offsets, retention and consumer-group offsets, with no server to run.
+//!
+//! The code is layered, each layer using only those below it:
+//!
+//! | layer | module | job |
+//! |-------|--------|-----|
+//! | format | [`format`] | pure encoding and decoding of batches, indexes, metadata |
+//! | storage | `storage` | the I/O seam, segments and their mappings (the only `unsafe`) |
+//! | log | [`log`] | one partition: append, fetch, roll, retention, recovery |
+//! | catalog | [`Log`] | the data directory: lock, topics, checkpoints, maintenance |
+//! | clients | [`partitioner`], consumer-group offsets | built on the layers below |
+//!
+//! ```
+//! use runnel::{Acks, Log, LogOptions, Record, TopicConfig};
+//! # fn main() -> runnel::Result<()> {
+//! # let dir = tempfile::tempdir().unwrap();
+//! let log = Log::open(dir.path(), LogOptions::default())?;
+//! log.create_topic("events", 1, TopicConfig::default())?;
+//! log.append("events", Some(0), &[Record::new(b"hello"), Record::new(b"world")], Acks::All)?;
+//! let fetched = log.fetch("events", 0, 0, 1 << 20)?;
+//! let values: Vec<_> = fetched.records().map(|r| r.map(|r| r.value)).collect::<runnel::Result<_>>()?;
+//! assert_eq!(values, [Some(&b"hello"[..]), Some(&b"world"[..])]);
+//! # Ok(()) }
+//! ```
+
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+mod catalog;
+mod config;
+mod error;
+pub mod format;
+mod groups;
+pub mod log;
+pub mod partitioner;
+mod storage;
+
+pub use catalog::names::{MAX_TOPIC_NAME_LEN, validate_topic_name};
+pub use catalog::{Log, PartitionDescription, SendResult, TopicDescription};
+pub use config::{Acks, HighWatermark, LogOptions, TOPIC_CONFIG_KEYS, TimestampType, TopicConfig};
+pub use error::{Error, Result};
+pub use format::{Header, Headers, Record, RecordView};
+pub use groups::{CONSUMER_OFFSETS_TOPIC, OffsetAndMetadata, OffsetCommit, PartitionLag};
+pub use log::{AppendResult, Fetched, RecoveryReport};

@@ -1,0 +1,181 @@
+//! The result of a fetch: a range of complete batches inside one segment mapping, and iterators
+//! that read records from it without copying.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::format::batch::{BatchView, RecordIter, RecordView};
+use crate::storage::segment::SegmentData;
+
+/// Batches read from one partition, borrowed from the segment's mapping.
+///
+/// Holding a `Fetched` keeps its segment mapped, even if retention deletes the segment's files
+/// meanwhile; records borrow from it and cost no allocation.
+///
+/// ```
+/// # fn main() -> runnel::Result<()> {
+/// # let dir = tempfile::tempdir().unwrap();
+/// # let log = runnel::Log::open(dir.path(), runnel::LogOptions::default())?;
+/// # log.create_topic("t", 1, runnel::TopicConfig::default())?;
+/// log.append("t", Some(0), &[runnel::Record::new(b"hello")], runnel::Acks::All)?;
+/// let fetched = log.fetch("t", 0, 0, 1 << 20)?;
+/// for record in fetched.records() {
+///     let record = record?;
+///     assert_eq!(record.value, Some(&b"hello"[..]));
+/// }
+/// assert_eq!(fetched.next_offset(), 1);
+/// # Ok(()) }
+/// ```
+pub struct Fetched {
+    data: Option<Arc<SegmentData>>,
+    path: PathBuf,
+    start: usize,
+    end: usize,
+    offset: u64,
+    next_offset: u64,
+    high_watermark: u64,
+    log_start_offset: u64,
+}
+
+impl std::fmt::Debug for Fetched {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fetched")
+            .field("offset", &self.offset)
+            .field("next_offset", &self.next_offset)
+            .field("bytes", &(self.end - self.start))
+            .field("high_watermark", &self.high_watermark)
+            .finish()
+    }
+}
+
+impl Fetched {
+    pub(crate) fn empty(offset: u64, high_watermark: u64, log_start_offset: u64) -> Fetched {
+        Fetched { data: None, path: PathBuf::new(), start: 0, end: 0, offset, next_offset: offset, high_watermark, log_start_offset }
+    }
+
+    #[expect(clippy::too_many_arguments, reason = "a plain constructor for the log's fetch")]
+    pub(crate) fn new(
+        data: Arc<SegmentData>,
+        path: PathBuf,
+        start: usize,
+        end: usize,
+        offset: u64,
+        next_offset: u64,
+        high_watermark: u64,
+        log_start_offset: u64,
+    ) -> Fetched {
+        Fetched { data: Some(data), path, start, end, offset, next_offset, high_watermark, log_start_offset }
+    }
+
+    /// The raw bytes of the fetched batches, exactly as stored (what sendfile would send).
+    pub fn bytes(&self) -> &[u8] {
+        match &self.data {
+            Some(d) => d.prefix(self.end as u64).get(self.start..).unwrap_or(&[]),
+            None => &[],
+        }
+    }
+
+    /// The segment file and the byte range of the fetched batches in it (for sendfile).
+    pub(crate) fn file_range(&self) -> Option<(Arc<dyn crate::storage::vfs::VFile>, u64, u64)> {
+        let d = self.data.as_ref()?;
+        (self.end > self.start).then(|| (d.file().clone(), self.start as u64, (self.end - self.start) as u64))
+    }
+
+    /// Whether no batch was returned (the offset was at the high watermark).
+    pub fn is_empty(&self) -> bool {
+        self.start == self.end
+    }
+
+    /// The offset to fetch from next.
+    pub fn next_offset(&self) -> u64 {
+        self.next_offset
+    }
+
+    /// The partition's high watermark when the fetch was made.
+    pub fn high_watermark(&self) -> u64 {
+        self.high_watermark
+    }
+
+    /// The partition's log start offset when the fetch was made.
+    pub fn log_start_offset(&self) -> u64 {
+        self.log_start_offset
+    }
+
+    /// The batches, whole (the first may begin before the requested offset).
+    pub fn batches(&self) -> Batches<'_> {
+        Batches { bytes: self.bytes(), pos: 0, fetched: self }
+    }
+
+    /// The records at or after the requested offset, in order, skipping control batches.
+    pub fn records(&self) -> Records<'_> {
+        Records { batches: self.batches(), current: None, offset: self.offset }
+    }
+
+    fn corrupt(&self, pos: usize, reason: String) -> Error {
+        Error::corrupt(self.path.clone(), (self.start + pos) as u64, reason)
+    }
+}
+
+/// Iterator over the batches of a [`Fetched`].
+pub struct Batches<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+    fetched: &'a Fetched,
+}
+
+impl<'a> Iterator for Batches<'a> {
+    type Item = Result<BatchView<'a>>;
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.pos >= self.bytes.len() {
+            return None;
+        }
+        match BatchView::parse(&self.bytes[self.pos..]) {
+            Ok(v) => {
+                self.pos += v.header().total_len();
+                Some(Ok(v))
+            }
+            Err(e) => {
+                let pos = self.pos;
+                self.pos = self.bytes.len();
+                Some(Err(self.fetched.corrupt(pos, e.to_string())))
+            }
+        }
+    }
+}
+
+/// Iterator over the records of a [`Fetched`].
+pub struct Records<'a> {
+    batches: Batches<'a>,
+    current: Option<RecordIter<'a>>,
+    offset: u64,
+}
+
+impl<'a> Iterator for Records<'a> {
+    type Item = Result<RecordView<'a>>;
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(it) = &mut self.current {
+                match it.next() {
+                    Some(Ok(r)) if r.offset < self.offset => continue,
+                    Some(Ok(r)) => return Some(Ok(r)),
+                    Some(Err(e)) => {
+                        self.current = None;
+                        let pos = self.batches.pos;
+                        self.batches.pos = self.batches.bytes.len();
+                        return Some(Err(self.batches.fetched.corrupt(pos, e.to_string())));
+                    }
+                    None => self.current = None,
+                }
+            }
+            match self.batches.next()? {
+                Ok(b) if b.header().is_control() => continue,
+                Ok(b) if b.header().next_offset() <= self.offset => continue,
+                Ok(b) => self.current = Some(b.records()),
+                Err(e) => return Some(Err(e)),
+            }
+        }
+    }
+}

@@ -1,0 +1,524 @@
+//! One partition: its segments, append with group commit, fetch, roll, retention, and the offsets
+//! that bound them (log start offset, high watermark, log end offset).
+//!
+//! Locks, taken in this order: `writer` (appends, rolls, retention), then `sync` (one fsync leader
+//! at a time; never held together with `writer` across an fsync), then `segments` (a brief read or
+//! write of the segment list). Readers take only a brief read lock on `segments`.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use crate::config::{Acks, HighWatermark, TopicConfig};
+use crate::error::{Error, Result};
+use crate::format::Record;
+use crate::format::batch::{self, BatchHeader, BatchView, ProducerFields};
+use crate::log::fetch::Fetched;
+use crate::storage::OpenSegments;
+use crate::storage::segment::{ActiveSegment, Segment};
+use crate::storage::vfs::{VFile, Vfs};
+
+/// Where an appended batch landed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AppendResult {
+    /// The partition.
+    pub partition: u32,
+    /// Offset of the first record.
+    pub base_offset: u64,
+    /// Offset of the last record.
+    pub last_offset: u64,
+    /// The log append time for LogAppendTime topics, otherwise -1 (as Kafka reports it).
+    pub log_append_time: i64,
+}
+
+struct Writer {
+    active: ActiveSegment,
+    buf: Vec<u8>,
+    /// Sealed segments whose data has not been fsync'd yet.
+    unsynced: Vec<(Arc<Segment>, Arc<dyn VFile>)>,
+    /// A segment file was created since the partition directory was last fsync'd.
+    dir_dirty: bool,
+    /// Wall-clock time of the first append to the active segment, for `segment.ms`.
+    active_since: Option<i64>,
+}
+
+/// A partition of a topic.
+pub struct Partition {
+    pub(crate) topic: Arc<str>,
+    pub(crate) id: u32,
+    dir: Arc<Path>,
+    vfs: Arc<dyn Vfs>,
+    pub(crate) config: Arc<TopicConfig>,
+    cache: Arc<OpenSegments>,
+    leo: AtomicU64,
+    hw: AtomicU64,
+    durable: AtomicU64,
+    log_start: AtomicU64,
+    last_sync_ms: AtomicI64,
+    poisoned: AtomicBool,
+    deleted: AtomicBool,
+    segments: RwLock<Arc<Vec<Arc<Segment>>>>,
+    writer: Mutex<Writer>,
+    sync: Mutex<()>,
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// What a partition's files were found to hold, ready to build a [`Partition`].
+pub(crate) struct Loaded {
+    pub segments: Vec<Arc<Segment>>,
+    pub active: ActiveSegment,
+}
+
+impl Partition {
+    pub(crate) fn new(
+        topic: Arc<str>,
+        id: u32,
+        dir: Arc<Path>,
+        vfs: Arc<dyn Vfs>,
+        config: Arc<TopicConfig>,
+        cache: Arc<OpenSegments>,
+        loaded: Loaded,
+    ) -> Partition {
+        let leo = loaded.active.segment().next_offset();
+        let log_start = loaded.segments.first().map_or(leo, |s| s.base_offset);
+        Partition {
+            topic,
+            id,
+            dir,
+            vfs,
+            config,
+            cache,
+            leo: AtomicU64::new(leo),
+            hw: AtomicU64::new(leo),
+            durable: AtomicU64::new(leo),
+            log_start: AtomicU64::new(log_start),
+            last_sync_ms: AtomicI64::new(now_ms()),
+            poisoned: AtomicBool::new(false),
+            deleted: AtomicBool::new(false),
+            segments: RwLock::new(Arc::new(loaded.segments)),
+            writer: Mutex::new(Writer {
+                active: loaded.active,
+                buf: Vec::new(),
+                unsynced: Vec::new(),
+                dir_dirty: false,
+                active_since: None,
+            }),
+            sync: Mutex::new(()),
+        }
+    }
+
+    /// The partition's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The offset the next appended record will get.
+    pub fn log_end_offset(&self) -> u64 {
+        self.leo.load(Ordering::Acquire)
+    }
+
+    /// The end of what readers may see.
+    pub fn high_watermark(&self) -> u64 {
+        self.hw.load(Ordering::Acquire)
+    }
+
+    /// The end of what is fsync'd.
+    pub fn durable_offset(&self) -> u64 {
+        self.durable.load(Ordering::Acquire)
+    }
+
+    /// The first offset still in the log.
+    pub fn log_start_offset(&self) -> u64 {
+        self.log_start.load(Ordering::Acquire)
+    }
+
+    /// A snapshot of the segment list, oldest first.
+    pub fn segments(&self) -> Arc<Vec<Arc<Segment>>> {
+        self.segments.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Refuses all further use, and waits for an append in flight to finish.
+    pub(crate) fn mark_deleted(&self) {
+        self.deleted.store(true, Ordering::Release);
+        drop(lock(&self.writer));
+    }
+
+    fn check_writable(&self) -> Result<()> {
+        if self.deleted.load(Ordering::Acquire) {
+            return Err(Error::unknown(&self.topic, Some(self.id)));
+        }
+        if self.poisoned.load(Ordering::Acquire) {
+            return Err(Error::Poisoned { topic: self.topic.to_string(), partition: self.id });
+        }
+        Ok(())
+    }
+
+    fn poison(&self, e: Error) -> Error {
+        self.poisoned.store(true, Ordering::Release);
+        log::error!("{}-{}: refusing further writes after: {e}", self.topic, self.id);
+        e
+    }
+
+    /// Appends `records` as one batch. See [`crate::Log::append`].
+    pub fn append(&self, records: &[Record<'_>], acks: Acks, producer: ProducerFields, control: bool) -> Result<AppendResult> {
+        if records.is_empty() {
+            return Err(Error::InvalidArgument("a batch needs at least one record".into()));
+        }
+        if records.len() > u32::MAX as usize / 2 {
+            return Err(Error::InvalidArgument("too many records in one batch".into()));
+        }
+        let estimate = batch::encoded_len(records) as u64;
+        let max = self.config.max_message_bytes;
+        if estimate > max.saturating_mul(2) + 1024 {
+            return Err(Error::RecordTooLarge { size: estimate, max });
+        }
+        self.check_writable()?;
+        let now = now_ms();
+        let next = {
+            let mut w = lock(&self.writer);
+            self.check_writable()?;
+            let base = self.leo.load(Ordering::Relaxed);
+            let Writer { buf, .. } = &mut *w;
+            batch::encode_batch(buf, base, records, self.config.message_timestamp_type, now, producer, control);
+            if w.buf.len() as u64 > max {
+                return Err(Error::RecordTooLarge { size: w.buf.len() as u64, max });
+            }
+            if base.saturating_add(records.len() as u64) > batch::MAX_OFFSET {
+                return Err(Error::InvalidArgument("the partition has run out of offsets".into()));
+            }
+            let header = BatchHeader::parse(&w.buf)
+                .map_err(|e| Error::corrupt(self.dir.to_path_buf(), 0, format!("encoder produced a bad batch: {e}")))?;
+            let too_old = match (self.config.segment_ms, w.active_since) {
+                (Some(ms), Some(since)) => now.saturating_sub(since) >= ms as i64,
+                _ => false,
+            };
+            if !w.active.fits(w.buf.len() as u64, self.config.segment_bytes) || (too_old && w.active.segment().size() > 0) {
+                self.roll(&mut w)?;
+            }
+            let Writer { active, buf, .. } = &mut *w;
+            if let Err(e) = active.append(buf, &header) {
+                return Err(self.poison(e));
+            }
+            if w.active_since.is_none() {
+                w.active_since = Some(now);
+            }
+            let next = header.next_offset();
+            self.leo.store(next, Ordering::Release);
+            if self.config.high_watermark == HighWatermark::Written {
+                w.active.segment().publish(w.active.segment().size());
+                self.hw.store(next, Ordering::Release);
+            }
+            next
+        };
+        if acks == Acks::All {
+            self.sync_to(next)?;
+        }
+        let n = records.len() as u64;
+        Ok(AppendResult {
+            partition: self.id,
+            base_offset: next - n,
+            last_offset: next - 1,
+            log_append_time: if self.config.message_timestamp_type == crate::format::TimestampType::LogAppendTime { now } else { -1 },
+        })
+    }
+
+    /// Seals the active segment and starts a new one at the log end offset. Holds the writer lock.
+    fn roll(&self, w: &mut Writer) -> Result<()> {
+        let base = self.leo.load(Ordering::Relaxed);
+        let new = ActiveSegment::create(
+            self.vfs.clone(),
+            self.dir.clone(),
+            base,
+            self.config.segment_capacity(),
+            self.config.index_interval_bytes,
+        )
+        .map_err(|e| self.poison(e))?;
+        let new_seg = new.segment().clone();
+        let old = std::mem::replace(&mut w.active, new);
+        let (sealed, file) = old.seal().map_err(|e| self.poison(e))?;
+        w.unsynced.push((sealed.clone(), file));
+        w.dir_dirty = true;
+        w.active_since = None;
+        {
+            // Publish the new list before the high watermark can move into the new segment.
+            let mut segs = self.segments.write().unwrap_or_else(|e| e.into_inner());
+            let mut list: Vec<_> = segs.iter().cloned().collect();
+            list.push(new_seg);
+            *segs = Arc::new(list);
+        }
+        self.cache.opened(&sealed);
+        Ok(())
+    }
+
+    /// Rolls to a new segment now, even if the active one has room (used by the offsets store
+    /// before it writes a snapshot). Does nothing if the active segment is empty.
+    pub(crate) fn force_roll(&self) -> Result<()> {
+        self.check_writable()?;
+        let mut w = lock(&self.writer);
+        if w.active.segment().size() == 0 {
+            return Ok(());
+        }
+        self.roll(&mut w)
+    }
+
+    /// Base offset of the active segment.
+    pub(crate) fn active_base(&self) -> u64 {
+        lock(&self.writer).active.segment().base_offset
+    }
+
+    /// Size of the active segment.
+    pub(crate) fn active_size(&self) -> u64 {
+        lock(&self.writer).active.segment().size()
+    }
+
+    /// Waits until every offset below `target` is fsync'd, syncing if no one else is.
+    /// Concurrent callers share one fsync: the first becomes the leader and syncs everything
+    /// written so far, the others find their offsets durable when it is done.
+    pub fn sync_to(&self, target: u64) -> Result<()> {
+        if self.durable.load(Ordering::Acquire) >= target {
+            return Ok(());
+        }
+        let _leader = lock(&self.sync);
+        if self.durable.load(Ordering::Acquire) >= target {
+            return Ok(());
+        }
+        self.check_writable()?;
+        let (leo, active, file, size, unsynced, dir_dirty) = {
+            let mut w = lock(&self.writer);
+            let unsynced = std::mem::take(&mut w.unsynced);
+            let dir_dirty = std::mem::replace(&mut w.dir_dirty, false);
+            let seg = w.active.segment().clone();
+            (self.leo.load(Ordering::Acquire), seg.clone(), w.active.file().clone(), seg.size(), unsynced, dir_dirty)
+        };
+        for (seg, f) in &unsynced {
+            f.sync_data().map_err(|e| self.poison(Error::io("fdatasync", seg.log_path(), e)))?;
+        }
+        file.sync_data().map_err(|e| self.poison(Error::io("fdatasync", active.log_path(), e)))?;
+        if dir_dirty {
+            self.vfs.sync_dir(&self.dir).map_err(|e| self.poison(Error::io("fsync", self.dir.to_path_buf(), e)))?;
+        }
+        self.durable.fetch_max(leo, Ordering::AcqRel);
+        self.last_sync_ms.store(now_ms(), Ordering::Relaxed);
+        if self.config.high_watermark == HighWatermark::Durable {
+            for (seg, _) in &unsynced {
+                seg.publish(seg.size());
+            }
+            active.publish(size);
+            self.hw.fetch_max(leo, Ordering::AcqRel);
+        }
+        Ok(())
+    }
+
+    /// Syncs everything written so far.
+    pub fn sync(&self) -> Result<()> {
+        self.sync_to(self.log_end_offset())
+    }
+
+    /// Syncs if there is unsynced data and `flush.ms` has passed since the last sync.
+    pub(crate) fn maybe_flush(&self, now: i64) -> Result<()> {
+        let due = now.saturating_sub(self.last_sync_ms.load(Ordering::Relaxed)) >= self.config.flush_ms as i64;
+        if due && self.durable_offset() < self.log_end_offset() && !self.poisoned.load(Ordering::Acquire) {
+            self.sync()?;
+        }
+        Ok(())
+    }
+
+    /// Reads from `offset`. See [`crate::Log::fetch`].
+    pub fn fetch(&self, offset: u64, max_bytes: u64) -> Result<Fetched> {
+        if self.deleted.load(Ordering::Acquire) {
+            return Err(Error::unknown(&self.topic, Some(self.id)));
+        }
+        // Load the high watermark before the segment list: a roll publishes the new list before
+        // the high watermark can move into the new segment.
+        let hw = self.high_watermark();
+        let segs = self.segments();
+        let log_start = self.log_start_offset();
+        if offset < log_start || offset > hw {
+            return Err(Error::OffsetOutOfRange { requested: offset, log_start, high_watermark: hw });
+        }
+        if offset == hw {
+            return Ok(Fetched::empty(offset, hw, log_start));
+        }
+        let i = segs.partition_point(|s| s.base_offset <= offset);
+        let Some(seg) = i.checked_sub(1).and_then(|i| segs.get(i)) else {
+            return Err(Error::OffsetOutOfRange { requested: offset, log_start, high_watermark: hw });
+        };
+        let data = match seg.data() {
+            Ok((data, opened)) => {
+                if opened && seg.is_sealed() {
+                    self.cache.opened(seg);
+                } else {
+                    self.cache.touch(seg);
+                }
+                data
+            }
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                // Retention deleted the segment after the list was read.
+                let log_start = self.log_start_offset();
+                return Err(Error::OffsetOutOfRange { requested: offset, log_start, high_watermark: self.high_watermark() });
+            }
+            Err(e) => return Err(e),
+        };
+        let visible = seg.visible();
+        let bytes = data.prefix(visible);
+        let mut pos = seg.position_for_offset(&data, offset, self.config.index_interval_bytes) as usize;
+        let corrupt = |pos: usize, e: batch::FrameError| Error::corrupt(seg.log_path(), pos as u64, e.to_string());
+        // Skip the batches that end before `offset`.
+        while pos < bytes.len() {
+            let h = BatchHeader::parse(&bytes[pos..]).map_err(|e| corrupt(pos, e))?;
+            if h.next_offset() > offset {
+                break;
+            }
+            pos += h.total_len();
+        }
+        let start = pos;
+        let mut next_offset = offset;
+        while pos < bytes.len() {
+            let view = BatchView::parse(&bytes[pos..]).map_err(|e| corrupt(pos, e))?;
+            let h = view.header();
+            if h.base_offset >= hw || (pos > start && (pos + h.total_len() - start) as u64 > max_bytes) {
+                break;
+            }
+            next_offset = h.next_offset().min(hw);
+            pos += h.total_len();
+        }
+        Ok(Fetched::new(data, seg.log_path(), start, pos, offset, next_offset, hw, log_start))
+    }
+
+    /// The first offset whose record has a timestamp at or after `timestamp`, with that
+    /// timestamp; `None` when every visible record is older.
+    pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<(u64, i64)>> {
+        let hw = self.high_watermark();
+        let segs = self.segments();
+        for seg in segs.iter() {
+            if seg.base_offset >= hw {
+                break;
+            }
+            if seg.max_timestamp() < timestamp {
+                continue;
+            }
+            let (data, opened) = seg.data()?;
+            if opened && seg.is_sealed() {
+                self.cache.opened(seg);
+            }
+            let bytes = data.prefix(seg.visible());
+            let mut pos = seg.position_for_timestamp(&data, timestamp, self.config.index_interval_bytes) as usize;
+            while pos < bytes.len() {
+                let view = BatchView::parse(&bytes[pos..]).map_err(|e| Error::corrupt(seg.log_path(), pos as u64, e.to_string()))?;
+                let h = *view.header();
+                if h.base_offset >= hw {
+                    return Ok(None);
+                }
+                if h.max_timestamp >= timestamp && !h.is_control() {
+                    for r in view.records() {
+                        let r = r.map_err(|e| Error::corrupt(seg.log_path(), pos as u64, e.to_string()))?;
+                        if r.timestamp >= timestamp {
+                            return Ok(Some((r.offset, r.timestamp)));
+                        }
+                    }
+                }
+                pos += h.total_len();
+            }
+        }
+        Ok(None)
+    }
+
+    /// Deletes whole segments past `retention.ms` / `retention.bytes`, oldest first, never the
+    /// active one nor any holding records at or above the high watermark. Returns how many.
+    pub fn apply_retention(&self, now: i64) -> Result<usize> {
+        let (ms, bytes) = (self.config.retention_ms, self.config.retention_bytes);
+        if ms.is_none() && bytes.is_none() {
+            return Ok(0);
+        }
+        let segs = self.segments();
+        let hw = self.high_watermark();
+        let mut total: u64 = segs.iter().map(|s| s.size()).sum();
+        let mut n = 0;
+        for seg in segs.iter() {
+            if !seg.is_sealed() || seg.next_offset() > hw {
+                break;
+            }
+            let expired = ms.is_some_and(|ms| seg.max_timestamp() < now.saturating_sub(ms as i64));
+            let oversize = bytes.is_some_and(|b| total.saturating_sub(seg.size()) >= b);
+            if !(expired || oversize) {
+                break;
+            }
+            total -= seg.size();
+            n += 1;
+        }
+        if n > 0 {
+            self.delete_oldest(n)?;
+        }
+        Ok(n)
+    }
+
+    /// Deletes every sealed segment whose records all precede `offset`.
+    pub(crate) fn delete_segments_before(&self, offset: u64) -> Result<usize> {
+        let segs = self.segments();
+        let n = segs.iter().take_while(|s| s.is_sealed() && s.next_offset() <= offset && s.next_offset() <= self.high_watermark()).count();
+        if n > 0 {
+            self.delete_oldest(n)?;
+        }
+        Ok(n)
+    }
+
+    fn delete_oldest(&self, n: usize) -> Result<()> {
+        let _w = lock(&self.writer);
+        let removed: Vec<Arc<Segment>> = {
+            let mut segs = self.segments.write().unwrap_or_else(|e| e.into_inner());
+            let n = n.min(segs.len().saturating_sub(1));
+            let removed = segs[..n].to_vec();
+            let rest = segs[n..].to_vec();
+            if let Some(first) = rest.first() {
+                self.log_start.store(first.base_offset, Ordering::Release);
+            }
+            *segs = Arc::new(rest);
+            removed
+        };
+        // Readers holding a removed segment keep its mapping; the files go now.
+        for seg in &removed {
+            seg.delete_files()?;
+            seg.evict();
+        }
+        self.vfs.sync_dir(&self.dir).map_err(|e| Error::io("fsync", self.dir.to_path_buf(), e))?;
+        Ok(())
+    }
+
+    /// Clean shutdown: syncs, trims the active segment and writes its indexes.
+    pub(crate) fn close(&self) -> Result<()> {
+        if !self.poisoned.load(Ordering::Acquire) {
+            self.sync()?;
+        }
+        let w = lock(&self.writer);
+        for seg in self.segments().iter().filter(|s| s.is_sealed()) {
+            seg.sync_indexes()?;
+        }
+        let active = w.active.segment().clone();
+        let path = active.log_path();
+        let file = w.active.file().clone();
+        file.set_len(active.size()).map_err(|e| Error::io("truncate", &path, e))?;
+        file.sync_data().map_err(|e| Error::io("fdatasync", &path, e))?;
+        active.flush_indexes()?;
+        active.sync_indexes()?;
+        Ok(())
+    }
+
+    /// Number of segments and their total size in bytes.
+    pub fn segment_stats(&self) -> (usize, u64) {
+        let segs = self.segments();
+        (segs.len(), segs.iter().map(|s| s.size()).sum())
+    }
+
+    /// Path of the partition directory.
+    pub fn path(&self) -> PathBuf {
+        self.dir.to_path_buf()
+    }
+}

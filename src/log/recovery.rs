@@ -1,0 +1,337 @@
+//! Loading a partition from its directory: trusting a clean shutdown after a cheap check, and
+//! otherwise verifying every batch from the recovery point on, cutting the log at the first torn
+//! or corrupt batch and moving what was cut to the quarantine directory with a report.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::config::TopicConfig;
+use crate::error::{Error, Result};
+use crate::format::index;
+use crate::log::partition::{Loaded, now_ms};
+use crate::storage::segment::{self, ActiveSegment, Scan, Segment, parse_segment_file_name};
+use crate::storage::vfs::{OpenMode, Vfs};
+
+/// Everything needed to load one partition.
+pub(crate) struct LoadContext<'a> {
+    pub vfs: &'a Arc<dyn Vfs>,
+    pub dir: Arc<Path>,
+    pub topic: &'a str,
+    pub partition: u32,
+    pub config: &'a TopicConfig,
+    /// Offsets below this were durable and verified at the last checkpoint.
+    pub recovery_point: Option<u64>,
+    /// The log was closed cleanly.
+    pub clean: bool,
+    pub quarantine_dir: &'a Path,
+}
+
+/// What recovery did to one partition.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// Segments whose batches were verified.
+    pub segments_verified: usize,
+    /// Bytes cut from the end of the log and quarantined (not counting zero preallocation).
+    pub bytes_quarantined: u64,
+    /// Whole segments moved to quarantine because they followed a cut.
+    pub segments_quarantined: usize,
+}
+
+struct OnDisk {
+    base: u64,
+    size: u64,
+}
+
+fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Error + 'a {
+    move |e| Error::io(op, path, e)
+}
+
+/// Loads (and if needed recovers) the partition in `ctx.dir`, creating its first segment when
+/// the directory holds none.
+pub(crate) fn load_partition(ctx: &LoadContext<'_>) -> Result<(Loaded, RecoveryReport)> {
+    let vfs = ctx.vfs;
+    let dir = &ctx.dir;
+    let capacity = ctx.config.segment_capacity();
+    let interval = ctx.config.index_interval_bytes;
+    let mut report = RecoveryReport::default();
+
+    let entries = vfs.read_dir(dir).map_err(io("read directory", dir))?;
+    let mut logs = Vec::new();
+    let mut index_files = Vec::new();
+    for e in &entries {
+        let Some(name) = e.name.to_str() else { continue };
+        let Some((base, ext)) = parse_segment_file_name(name) else { continue };
+        if !e.is_file {
+            return Err(Error::corrupt(dir.join(name), 0, "a segment file that is not a regular file (a link or directory)"));
+        }
+        match ext {
+            "log" => logs.push(base),
+            "index" | "timeindex" => index_files.push((base, dir.join(name))),
+            _ => {}
+        }
+    }
+    logs.sort_unstable();
+    // Indexes whose log is gone (retention interrupted between unlinks) are removed.
+    for (base, path) in index_files {
+        if logs.binary_search(&base).is_err() {
+            let _ = vfs.remove_file(&path);
+        }
+    }
+    if logs.is_empty() {
+        let active = ActiveSegment::create(vfs.clone(), dir.clone(), 0, capacity, interval)?;
+        vfs.sync_dir(dir).map_err(io("fsync", dir))?;
+        return Ok((Loaded { segments: vec![active.segment().clone()], active }, report));
+    }
+    let mut disk = Vec::with_capacity(logs.len());
+    for &base in &logs {
+        let path = dir.join(segment::log_file_name(base));
+        let f = vfs.open(&path, OpenMode::Read).map_err(io("open", &path))?;
+        disk.push(OnDisk { base, size: f.len().map_err(io("stat", &path))? });
+    }
+
+    let last = disk.len() - 1;
+    let mut verify_from = if ctx.clean {
+        disk.len()
+    } else {
+        match ctx.recovery_point {
+            Some(rp) => disk.partition_point(|d| d.base <= rp).saturating_sub(1),
+            None => 0,
+        }
+    };
+    // A clean shutdown is trusted after a cheap check of the last segment's tail.
+    let mut last_scan = None;
+    if verify_from > last {
+        match quick_tail_check(vfs, dir, &disk[last], interval) {
+            Some(s) => last_scan = Some(s),
+            None => {
+                log::warn!("{}: the last segment does not end where a clean shutdown left it; verifying it", dir.display());
+                verify_from = last;
+            }
+        }
+    }
+
+    let mut cut_at: Option<usize> = None;
+    let mut scans: Vec<Option<Scan>> = (0..disk.len()).map(|_| None).collect();
+    for i in verify_from..disk.len() {
+        let d = &disk[i];
+        let path = dir.join(segment::log_file_name(d.base));
+        let f = vfs.open(&path, OpenMode::Write).map_err(io("open", &path))?;
+        let s = if d.size == 0 {
+            segment::scan(&[], d.base, interval, true)
+        } else {
+            let len = usize::try_from(d.size).map_err(|_| Error::corrupt(&path, 0, "segment too large to map"))?;
+            let map = f.map(len, false).map_err(io("mmap", &path))?;
+            let data = SegmentBytes { map };
+            segment::scan(data.bytes(), d.base, interval, true)
+        };
+        report.segments_verified += 1;
+        let continues = i == last || (s.stop.is_none() && s.next_offset == disk[i + 1].base);
+        if s.valid_end < d.size {
+            if !s.zero_tail {
+                let reason = s.stop.clone().unwrap_or_else(|| "damaged tail".into());
+                quarantine_tail(ctx, &path, d.base, s.valid_end, d.size, &reason)?;
+                report.bytes_quarantined += d.size - s.valid_end;
+            }
+            f.set_len(s.valid_end).map_err(io("truncate", &path))?;
+        }
+        f.sync_data().map_err(io("fdatasync", &path))?;
+        disk[i].size = s.valid_end;
+        scans[i] = Some(s);
+        if !continues {
+            cut_at = Some(i);
+            break;
+        }
+    }
+    if let Some(i) = cut_at {
+        let reason = format!("follows a damaged segment that ends at offset {}", scans[i].as_ref().map_or(0, |s| s.next_offset));
+        for d in disk.drain(i + 1..) {
+            quarantine_segment(ctx, d.base, &reason)?;
+            report.segments_quarantined += 1;
+        }
+        vfs.sync_dir(dir).map_err(io("fsync", dir))?;
+        scans.truncate(i + 1);
+    }
+    if report.bytes_quarantined > 0 || report.segments_quarantined > 0 {
+        log::warn!(
+            "{}: recovery quarantined {} bytes and {} segments",
+            dir.display(),
+            report.bytes_quarantined,
+            report.segments_quarantined
+        );
+    }
+
+    let last = disk.len() - 1;
+    let mut segments = Vec::with_capacity(disk.len());
+    for (i, d) in disk.iter().enumerate() {
+        let (next, max_ts) = if i < last {
+            let next = disk[i + 1].base;
+            let max_ts = match &scans[i] {
+                Some(s) => s.max_timestamp,
+                None => sealed_max_timestamp(vfs, dir, d, interval),
+            };
+            (next, max_ts)
+        } else {
+            let s = scans[i].as_ref().or(last_scan.as_ref());
+            match s {
+                Some(s) => (s.next_offset, s.max_timestamp),
+                None => (d.base, i64::MIN),
+            }
+        };
+        segments.push(Segment::loaded(vfs.clone(), dir.clone(), d.base, d.size, next, max_ts, i < last));
+    }
+    let rebuilt = scans.pop().flatten();
+    let last_seg = segments[last].clone();
+    let active = ActiveSegment::reopen(last_seg, capacity, interval, rebuilt)?;
+    Ok((Loaded { segments, active }, report))
+}
+
+/// A read-only mapping used only during recovery.
+struct SegmentBytes {
+    map: Box<dyn crate::storage::vfs::Mapping>,
+}
+
+impl SegmentBytes {
+    #[expect(unsafe_code, reason = "viewing a read-only recovery mapping as a slice")]
+    fn bytes(&self) -> &[u8] {
+        // SAFETY: the mapping covers exactly the file's size as measured just before mapping, so
+        // every page is backed by the file. The directory lock keeps every other runnel writer
+        // out, and recovery truncates or quarantines the file only after the `SegmentBytes` (and
+        // so this slice, which borrows it) has been dropped: both callers scan inside a block that
+        // owns the mapping. Nothing writes these bytes while the slice lives.
+        unsafe { std::slice::from_raw_parts(self.map.as_ptr(), self.map.len()) }
+    }
+}
+
+/// Checks that the last segment ends where a clean shutdown leaves it: the bytes after the last
+/// index entry are complete batches ending exactly at the end of the file.
+fn quick_tail_check(vfs: &Arc<dyn Vfs>, dir: &Path, d: &OnDisk, interval: u64) -> Option<Scan> {
+    let path = dir.join(segment::log_file_name(d.base));
+    let f = vfs.open(&path, OpenMode::Read).ok()?;
+    let read = |p: PathBuf| -> Option<Vec<u8>> {
+        let f = vfs.open(&p, OpenMode::Read).ok()?;
+        let len = usize::try_from(f.len().ok()?).ok()?;
+        if len as u64 > d.size / 8 * 12 + 64 {
+            return None;
+        }
+        let mut b = vec![0u8; len];
+        f.read_exact_at(&mut b, 0).ok()?;
+        Some(b)
+    };
+    let offsets = index::decode_offset_index(&read(dir.join(format!("{:020}.index", d.base)))?, d.base, d.size).ok()?;
+    let (max_ts, _) = index::decode_time_index(&read(dir.join(format!("{:020}.timeindex", d.base)))?, d.base).ok()?;
+    let (start, start_offset) = offsets.last().map_or((0, d.base), |e| (u64::from(e.position), d.base + u64::from(e.relative_offset)));
+    let mut tail = vec![0u8; usize::try_from(d.size - start).ok()?];
+    f.read_exact_at(&mut tail, start).ok()?;
+    let s = segment::scan(&tail, start_offset, interval, true);
+    if s.stop.is_some() || s.valid_end != tail.len() as u64 {
+        return None;
+    }
+    // The tail scan's index entries are relative to the tail; the reopen reads the index files.
+    Some(Scan::summary(d.size, s.next_offset, max_ts.max(s.max_timestamp)))
+}
+
+/// The largest timestamp of a sealed segment, from its time index or, failing that, a scan.
+fn sealed_max_timestamp(vfs: &Arc<dyn Vfs>, dir: &Path, d: &OnDisk, interval: u64) -> i64 {
+    let path = dir.join(format!("{:020}.timeindex", d.base));
+    let from_index = vfs.open(&path, OpenMode::Read).ok().and_then(|f| {
+        let len = usize::try_from(f.len().ok()?).ok()?;
+        if len as u64 > d.size / 8 * 12 + 64 {
+            return None;
+        }
+        let mut b = vec![0u8; len];
+        f.read_exact_at(&mut b, 0).ok()?;
+        index::decode_time_index(&b, d.base).ok().map(|(max, _)| max)
+    });
+    if let Some(ts) = from_index {
+        return ts;
+    }
+    let log = dir.join(segment::log_file_name(d.base));
+    let scanned = vfs.open(&log, OpenMode::Read).ok().and_then(|f| {
+        let map = f.map(usize::try_from(d.size).ok()?, false).ok()?;
+        let b = SegmentBytes { map };
+        Some(segment::scan(b.bytes(), d.base, interval, false).max_timestamp)
+    });
+    scanned.unwrap_or(i64::MIN)
+}
+
+fn quarantine_name(ctx: &LoadContext<'_>, base: u64, what: &str) -> PathBuf {
+    ctx.quarantine_dir.join(format!("{}-{}-{:020}-{what}", ctx.topic, ctx.partition, base))
+}
+
+fn write_report(ctx: &LoadContext<'_>, path: &Path, fields: &[(&str, String)]) -> Result<()> {
+    let mut text = String::new();
+    for (k, v) in fields {
+        text.push_str(k);
+        text.push('=');
+        text.push_str(&v.replace('\n', " "));
+        text.push('\n');
+    }
+    let f = ctx.vfs.open(path, OpenMode::Create).map_err(io("create", path))?;
+    f.set_len(0).map_err(io("truncate", path))?;
+    f.write_all_at(text.as_bytes(), 0).map_err(io("write", path))?;
+    f.sync_data().map_err(io("fdatasync", path))
+}
+
+/// Copies `[from, to)` of a segment into the quarantine directory, with a report, durably.
+fn quarantine_tail(ctx: &LoadContext<'_>, log: &Path, base: u64, from: u64, to: u64, reason: &str) -> Result<()> {
+    let vfs = ctx.vfs;
+    vfs.create_dir(ctx.quarantine_dir).map_err(io("create directory", ctx.quarantine_dir))?;
+    let src = vfs.open(log, OpenMode::Read).map_err(io("open", log))?;
+    let bin = quarantine_name(ctx, base, &format!("{from}.bin"));
+    let dst = vfs.open(&bin, OpenMode::Create).map_err(io("create", &bin))?;
+    dst.set_len(0).map_err(io("truncate", &bin))?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut pos = from;
+    while pos < to {
+        let n = (to - pos).min(buf.len() as u64) as usize;
+        src.read_exact_at(&mut buf[..n], pos).map_err(io("read", log))?;
+        dst.write_all_at(&buf[..n], pos - from).map_err(io("write", &bin))?;
+        pos += n as u64;
+    }
+    dst.sync_data().map_err(io("fdatasync", &bin))?;
+    let report = quarantine_name(ctx, base, &format!("{from}.report"));
+    write_report(
+        ctx,
+        &report,
+        &[
+            ("kind", "tail".into()),
+            ("topic", ctx.topic.into()),
+            ("partition", ctx.partition.to_string()),
+            ("segment", log.display().to_string()),
+            ("position", from.to_string()),
+            ("length", (to - from).to_string()),
+            ("reason", reason.into()),
+            ("data", bin.display().to_string()),
+            ("time_ms", now_ms().to_string()),
+        ],
+    )?;
+    vfs.sync_dir(ctx.quarantine_dir).map_err(io("fsync", ctx.quarantine_dir))
+}
+
+/// Moves a whole segment (log and indexes) into the quarantine directory, with a report.
+fn quarantine_segment(ctx: &LoadContext<'_>, base: u64, reason: &str) -> Result<()> {
+    let vfs = ctx.vfs;
+    vfs.create_dir(ctx.quarantine_dir).map_err(io("create directory", ctx.quarantine_dir))?;
+    for ext in ["log", "index", "timeindex"] {
+        let from = ctx.dir.join(format!("{base:020}.{ext}"));
+        if vfs.exists(&from) {
+            let to = quarantine_name(ctx, base, ext);
+            vfs.rename(&from, &to).map_err(io("rename", &from))?;
+        }
+    }
+    let report = quarantine_name(ctx, base, "segment.report");
+    write_report(
+        ctx,
+        &report,
+        &[
+            ("kind", "segment".into()),
+            ("topic", ctx.topic.into()),
+            ("partition", ctx.partition.to_string()),
+            ("segment", format!("{base:020}.log")),
+            ("reason", reason.into()),
+            ("data", quarantine_name(ctx, base, "log").display().to_string()),
+            ("time_ms", now_ms().to_string()),
+        ],
+    )?;
+    vfs.sync_dir(ctx.quarantine_dir).map_err(io("fsync", ctx.quarantine_dir))
+}

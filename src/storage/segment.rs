@@ -1,0 +1,539 @@
+//! One segment of a partition: its `.log` mapping, its `.index` and `.timeindex`, and the one place
+//! where bytes of a mapping are turned into slices.
+//!
+//! A segment is shared (`Arc`) between the partition that writes it and any number of readers. The
+//! writer appends through [`ActiveSegment`] under the partition lock; readers only ever look at
+//! `[0, visible)`, a prefix of complete batches that the writer publishes after copying them in.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use crate::error::{Error, Result};
+use crate::format::batch::{BatchHeader, BatchView, FrameError, LOG_OVERHEAD};
+use crate::format::index::{self, OffsetEntry, TimeEntry};
+use crate::storage::vfs::{Mapping, OpenMode, VFile, Vfs};
+
+/// Disk space for an active segment is reserved in steps of this many bytes.
+pub const ALLOCATION_STEP: u64 = 8 << 20;
+
+/// The file name of a segment's log: the base offset as 20 digits.
+pub fn log_file_name(base_offset: u64) -> String {
+    format!("{base_offset:020}.log")
+}
+
+/// Parses `00000000000000000042.log` (or `.index`, `.timeindex`) into 42 and the extension.
+pub fn parse_segment_file_name(name: &str) -> Option<(u64, &str)> {
+    let (stem, ext) = name.split_once('.')?;
+    if stem.len() != 20 || !stem.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some((stem.parse().ok()?, ext))
+}
+
+/// A mapped `.log` file.
+pub struct SegmentData {
+    map: Option<Box<dyn Mapping>>,
+    file: Arc<dyn VFile>,
+}
+
+impl SegmentData {
+    /// The first `len` bytes of the file.
+    ///
+    /// Callers pass a length no greater than the segment's visible size, which only ever covers
+    /// complete batches that the writer has finished copying in.
+    #[expect(unsafe_code, reason = "viewing a prefix of a file mapping as a slice")]
+    pub fn prefix(&self, len: u64) -> &[u8] {
+        let Some(map) = &self.map else { return &[] };
+        let len = usize::try_from(len).unwrap_or(usize::MAX).min(map.len());
+        // SAFETY: `[ptr, ptr + len)` lies inside the mapping (clamped above), which lives as long as
+        // `self`. Bytes below the visible size are never written again: the writer only writes at
+        // or beyond its write position, recovery truncates only before a mapping is handed out, and
+        // retention unlinks files without truncating them, so the mapping stays valid and the bytes
+        // stay unchanged while the slice lives. Every page below the visible size is backed by the
+        // file (the file is never shorter than the visible size), so reading cannot raise SIGBUS.
+        // Another process writing the files behind runnel's back is outside the contract (as with
+        // SQLite or LMDB): the directory lock keeps other runnel writers out.
+        unsafe { std::slice::from_raw_parts(map.as_ptr(), len) }
+    }
+
+    /// The open file, for sendfile(2).
+    pub fn file(&self) -> &Arc<dyn VFile> {
+        &self.file
+    }
+}
+
+/// The in-memory copy of a segment's indexes.
+#[derive(Clone, Default)]
+struct Indexes {
+    offsets: Vec<OffsetEntry>,
+    times: Vec<TimeEntry>,
+}
+
+/// A segment: shared by the writer and readers.
+pub struct Segment {
+    /// Offset of the first record.
+    pub base_offset: u64,
+    dir: Arc<Path>,
+    vfs: Arc<dyn Vfs>,
+    /// Bytes of complete batches written so far (the writer's position; final once sealed).
+    size: AtomicU64,
+    /// Bytes readers may look at: a batch boundary at or below `size`.
+    visible: AtomicU64,
+    /// The offset after the last batch in `size`.
+    next_offset: AtomicU64,
+    /// Largest timestamp in the segment (`i64::MIN` when empty).
+    max_timestamp: AtomicI64,
+    sealed: AtomicBool,
+    data: Mutex<Option<Arc<SegmentData>>>,
+    indexes: RwLock<Option<Arc<Indexes>>>,
+    /// A logical clock value, for the open-segment cache's eviction order.
+    pub(crate) last_used: AtomicU64,
+}
+
+impl std::fmt::Debug for Segment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Segment").field("base_offset", &self.base_offset).field("size", &self.size()).finish()
+    }
+}
+
+/// Where a scan of a segment stopped, and what it found on the way.
+#[derive(Debug)]
+pub struct Scan {
+    /// End of the last good batch.
+    pub valid_end: u64,
+    /// Offset after the last good batch.
+    pub next_offset: u64,
+    /// Largest timestamp seen (`i64::MIN` when none).
+    pub max_timestamp: i64,
+    /// Why the scan stopped before the end of the data, if it did.
+    pub stop: Option<String>,
+    /// Whether everything after `valid_end` is zero bytes (preallocated, never written).
+    pub zero_tail: bool,
+    offsets: Vec<OffsetEntry>,
+    times: Vec<TimeEntry>,
+}
+
+impl Scan {
+    /// A scan result that carries only the end of the data (no index entries).
+    pub fn summary(valid_end: u64, next_offset: u64, max_timestamp: i64) -> Scan {
+        Scan { valid_end, next_offset, max_timestamp, stop: None, zero_tail: true, offsets: Vec::new(), times: Vec::new() }
+    }
+}
+
+/// Walks the batches of `bytes` from the start, checking each (CRC and records when `verify`),
+/// and builds the index entries an append would have made.
+pub fn scan(bytes: &[u8], base_offset: u64, index_interval: u64, verify: bool) -> Scan {
+    let mut pos = 0usize;
+    let mut next = base_offset;
+    let mut max_ts = i64::MIN;
+    let mut since_index = 0u64;
+    let mut offsets = Vec::new();
+    let mut times = Vec::new();
+    let mut stop = None;
+    while pos < bytes.len() {
+        let rest = &bytes[pos..];
+        if rest.len() >= LOG_OVERHEAD && rest[..LOG_OVERHEAD].iter().all(|&b| b == 0) {
+            // A zero base offset and length: the start of preallocated space, or damage.
+            break;
+        }
+        let view = match BatchView::parse(rest) {
+            Ok(v) => v,
+            Err(FrameError::Truncated) if rest.len() < LOG_OVERHEAD => {
+                stop = Some("a partial batch header at the end".to_string());
+                break;
+            }
+            Err(e) => {
+                stop = Some(e.to_string());
+                break;
+            }
+        };
+        let h = *view.header();
+        if h.base_offset != next {
+            stop = Some(format!("batch has base offset {} where {next} was expected", h.base_offset));
+            break;
+        }
+        if verify {
+            if !view.verify_crc() {
+                stop = Some("CRC mismatch".to_string());
+                break;
+            }
+            if let Err(e) = view.validate() {
+                stop = Some(format!("bad record: {e}"));
+                break;
+            }
+        }
+        if since_index >= index_interval && pos > 0 {
+            let rel = (h.base_offset - base_offset) as u32;
+            offsets.push(OffsetEntry { relative_offset: rel, position: pos as u32 });
+            times.push(TimeEntry { timestamp: max_ts, relative_offset: rel });
+            since_index = 0;
+        }
+        since_index += h.total_len() as u64;
+        max_ts = max_ts.max(h.max_timestamp);
+        next = h.next_offset();
+        pos += h.total_len();
+    }
+    let zero_tail = bytes[pos..].iter().all(|&b| b == 0);
+    if stop.is_none() && !zero_tail {
+        stop = Some("non-zero bytes after the last batch".to_string());
+    }
+    Scan { valid_end: pos as u64, next_offset: next, max_timestamp: max_ts, stop, zero_tail, offsets, times }
+}
+
+impl Segment {
+    fn new(vfs: Arc<dyn Vfs>, dir: Arc<Path>, base_offset: u64, size: u64, next_offset: u64, max_ts: i64) -> Segment {
+        Segment {
+            base_offset,
+            dir,
+            vfs,
+            size: AtomicU64::new(size),
+            visible: AtomicU64::new(size),
+            next_offset: AtomicU64::new(next_offset),
+            max_timestamp: AtomicI64::new(max_ts),
+            sealed: AtomicBool::new(false),
+            data: Mutex::new(None),
+            indexes: RwLock::new(None),
+            last_used: AtomicU64::new(0),
+        }
+    }
+
+    /// Path of the `.log` file.
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.join(log_file_name(self.base_offset))
+    }
+
+    /// Path of the `.index` file.
+    pub fn index_path(&self) -> PathBuf {
+        self.dir.join(format!("{:020}.index", self.base_offset))
+    }
+
+    /// Path of the `.timeindex` file.
+    pub fn time_index_path(&self) -> PathBuf {
+        self.dir.join(format!("{:020}.timeindex", self.base_offset))
+    }
+
+    /// Bytes of complete batches.
+    pub fn size(&self) -> u64 {
+        self.size.load(Ordering::Acquire)
+    }
+
+    /// Bytes readers may look at.
+    pub fn visible(&self) -> u64 {
+        self.visible.load(Ordering::Acquire)
+    }
+
+    /// Raises the visible size to `len` (a batch boundary at or below the size).
+    pub fn publish(&self, len: u64) {
+        debug_assert!(len <= self.size());
+        self.visible.fetch_max(len, Ordering::Release);
+    }
+
+    /// The offset after the last batch.
+    pub fn next_offset(&self) -> u64 {
+        self.next_offset.load(Ordering::Acquire)
+    }
+
+    /// Largest timestamp in the segment, `i64::MIN` when it holds no record.
+    pub fn max_timestamp(&self) -> i64 {
+        self.max_timestamp.load(Ordering::Acquire)
+    }
+
+    /// Whether the segment will not grow any more.
+    pub fn is_sealed(&self) -> bool {
+        self.sealed.load(Ordering::Acquire)
+    }
+
+    /// A segment found on disk with `size` bytes of complete batches; the last one of a partition
+    /// is not sealed and is reopened for appending through [`ActiveSegment::reopen`].
+    pub fn loaded(
+        vfs: Arc<dyn Vfs>,
+        dir: Arc<Path>,
+        base_offset: u64,
+        size: u64,
+        next_offset: u64,
+        max_ts: i64,
+        sealed: bool,
+    ) -> Arc<Segment> {
+        let s = Segment::new(vfs, dir, base_offset, size, next_offset, max_ts);
+        s.sealed.store(sealed, Ordering::Release);
+        Arc::new(s)
+    }
+
+    /// The mapping of the `.log`, opening it when it is not open. Returns whether it was opened now
+    /// (so the caller can account for it in the open-segment cache).
+    pub fn data(&self) -> Result<(Arc<SegmentData>, bool)> {
+        let mut slot = self.data.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(d) = &*slot {
+            return Ok((d.clone(), false));
+        }
+        let path = self.log_path();
+        let file = self.vfs.open(&path, OpenMode::Read).map_err(|e| Error::io("open", &path, e))?;
+        let size = self.size();
+        let map = if size == 0 {
+            None
+        } else {
+            let len = usize::try_from(size).map_err(|_| Error::corrupt(&path, 0, "segment too large to map"))?;
+            let on_disk = file.len().map_err(|e| Error::io("stat", &path, e))?;
+            if on_disk < size {
+                return Err(Error::corrupt(&path, on_disk, format!("file is shorter ({on_disk} bytes) than the log expects ({size})")));
+            }
+            Some(file.map(len, false).map_err(|e| Error::io("mmap", &path, e))?)
+        };
+        let d = Arc::new(SegmentData { map, file });
+        *slot = Some(d.clone());
+        Ok((d, true))
+    }
+
+    /// Drops the cached mapping and indexes of a sealed segment; readers holding them keep theirs.
+    pub fn evict(&self) {
+        if self.is_sealed() {
+            *self.data.lock().unwrap_or_else(|e| e.into_inner()) = None;
+            *self.indexes.write().unwrap_or_else(|e| e.into_inner()) = None;
+        }
+    }
+
+    /// Whether the mapping is currently open.
+    pub fn is_open(&self) -> bool {
+        self.data.lock().unwrap_or_else(|e| e.into_inner()).is_some()
+    }
+
+    fn indexes(&self, data: &SegmentData, index_interval: u64) -> Arc<Indexes> {
+        if let Some(ix) = &*self.indexes.read().unwrap_or_else(|e| e.into_inner()) {
+            return ix.clone();
+        }
+        let mut slot = self.indexes.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(ix) = &*slot {
+            return ix.clone();
+        }
+        let size = self.size();
+        let loaded = self.read_index_files(size);
+        let ix = Arc::new(match loaded {
+            Some(ix) => ix,
+            None => {
+                // Missing, stale or damaged: indexes are derivable from the log, so rebuild them.
+                let s = scan(data.prefix(size), self.base_offset, index_interval, false);
+                let ix = Indexes { offsets: s.offsets, times: s.times };
+                if self.is_sealed() {
+                    // Best effort: a failure only means rebuilding again next time.
+                    let _ = self.write_index_files(&ix, size);
+                }
+                ix
+            }
+        });
+        *slot = Some(ix.clone());
+        ix
+    }
+
+    fn read_index_files(&self, size: u64) -> Option<Indexes> {
+        let read = |path: &Path| -> Option<Vec<u8>> {
+            let f = self.vfs.open(path, OpenMode::Read).ok()?;
+            let len = usize::try_from(f.len().ok()?).ok()?;
+            // An index is at most a few MiB for a 2 GiB segment; refuse absurd sizes.
+            if len > (size as usize / 8 + 1) * 12 + 64 {
+                return None;
+            }
+            let mut buf = vec![0u8; len];
+            f.read_exact_at(&mut buf, 0).ok()?;
+            Some(buf)
+        };
+        let offsets = index::decode_offset_index(&read(&self.index_path())?, self.base_offset, size).ok()?;
+        let (_, times) = index::decode_time_index(&read(&self.time_index_path())?, self.base_offset).ok()?;
+        if offsets.len() != times.len() {
+            return None;
+        }
+        Some(Indexes { offsets, times })
+    }
+
+    fn write_index_files(&self, ix: &Indexes, size: u64) -> Result<()> {
+        let write = |path: PathBuf, bytes: Vec<u8>| -> Result<()> {
+            let f = self.vfs.open(&path, OpenMode::Create).map_err(|e| Error::io("open", &path, e))?;
+            f.set_len(0).map_err(|e| Error::io("truncate", &path, e))?;
+            f.write_all_at(&bytes, 0).map_err(|e| Error::io("write", &path, e))?;
+            Ok(())
+        };
+        write(self.index_path(), index::encode_offset_index(self.base_offset, size, &ix.offsets))?;
+        write(self.time_index_path(), index::encode_time_index(self.base_offset, self.max_timestamp(), &ix.times))?;
+        Ok(())
+    }
+
+    /// Byte position in the `.log` where a scan for `offset` may start: the indexed batch at or
+    /// before it.
+    pub fn position_for_offset(&self, data: &SegmentData, offset: u64, index_interval: u64) -> u64 {
+        let ix = self.indexes(data, index_interval);
+        let rel = offset.saturating_sub(self.base_offset).min(u64::from(u32::MAX)) as u32;
+        let i = ix.offsets.partition_point(|e| e.relative_offset <= rel);
+        if i == 0 { 0 } else { u64::from(ix.offsets[i - 1].position) }
+    }
+
+    /// Byte position where a scan for the first record with timestamp >= `ts` may start.
+    pub fn position_for_timestamp(&self, data: &SegmentData, ts: i64, index_interval: u64) -> u64 {
+        let ix = self.indexes(data, index_interval);
+        let i = ix.times.partition_point(|e| e.timestamp < ts);
+        if i == 0 {
+            return 0;
+        }
+        let rel = ix.times[i - 1].relative_offset;
+        let j = ix.offsets.partition_point(|e| e.relative_offset < rel);
+        ix.offsets.get(j).filter(|e| e.relative_offset == rel).map_or(0, |e| u64::from(e.position))
+    }
+
+    /// Writes the index files of the segment as they stand (clean shutdown of an active segment).
+    pub fn flush_indexes(&self) -> Result<()> {
+        let ix = self.indexes.read().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some(ix) = ix {
+            self.write_index_files(&ix, self.size())?;
+        }
+        Ok(())
+    }
+
+    /// Syncs the index files (before a clean-shutdown marker is written).
+    pub fn sync_indexes(&self) -> Result<()> {
+        for path in [self.index_path(), self.time_index_path()] {
+            if let Ok(f) = self.vfs.open(&path, OpenMode::Read) {
+                f.sync_data().map_err(|e| Error::io("fdatasync", &path, e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes the segment's files. The mapping stays valid for readers holding it.
+    pub fn delete_files(&self) -> Result<()> {
+        for path in [self.log_path(), self.index_path(), self.time_index_path()] {
+            match self.vfs.remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io("unlink", &path, e)),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The writer's side of the segment being appended to.
+pub struct ActiveSegment {
+    seg: Arc<Segment>,
+    file: Arc<dyn VFile>,
+    data: Arc<SegmentData>,
+    /// Mapping length: the most this segment can hold.
+    capacity: u64,
+    /// Bytes of the file with disk blocks reserved.
+    allocated: u64,
+    since_index: u64,
+    index_interval: u64,
+}
+
+impl ActiveSegment {
+    /// Creates a new, empty segment file.
+    pub fn create(vfs: Arc<dyn Vfs>, dir: Arc<Path>, base_offset: u64, capacity: u64, index_interval: u64) -> Result<ActiveSegment> {
+        let seg = Arc::new(Segment::new(vfs.clone(), dir, base_offset, 0, base_offset, i64::MIN));
+        let path = seg.log_path();
+        let file = vfs.open(&path, OpenMode::CreateNew).map_err(|e| Error::io("create", &path, e))?;
+        Self::with_file(seg, file, capacity, index_interval, Indexes::default())
+    }
+
+    /// Reopens the last segment for appending after it has been checked (`size` bytes of
+    /// complete batches, the file already truncated to `size`).
+    pub fn reopen(seg: Arc<Segment>, capacity: u64, index_interval: u64, rebuilt: Option<Scan>) -> Result<ActiveSegment> {
+        let path = seg.log_path();
+        let file = seg.vfs.open(&path, OpenMode::Write).map_err(|e| Error::io("open", &path, e))?;
+        let ix = match rebuilt {
+            Some(s) => Indexes { offsets: s.offsets, times: s.times },
+            None => match seg.read_index_files(seg.size()) {
+                Some(ix) => ix,
+                None => {
+                    let tmp = ActiveSegment::with_file(seg.clone(), file.clone(), capacity, index_interval, Indexes::default())?;
+                    let s = scan(tmp.data.prefix(seg.size()), seg.base_offset, index_interval, false);
+                    Indexes { offsets: s.offsets, times: s.times }
+                }
+            },
+        };
+        Self::with_file(seg, file, capacity, index_interval, ix)
+    }
+
+    fn with_file(seg: Arc<Segment>, file: Arc<dyn VFile>, capacity: u64, index_interval: u64, ix: Indexes) -> Result<ActiveSegment> {
+        let path = seg.log_path();
+        let len = usize::try_from(capacity).map_err(|_| Error::InvalidArgument("segment too large to map".into()))?;
+        let map = file.map(len, true).map_err(|e| Error::io("mmap", &path, e))?;
+        let data = Arc::new(SegmentData { map: Some(map), file: file.clone() });
+        *seg.data.lock().unwrap_or_else(|e| e.into_inner()) = Some(data.clone());
+        let size = seg.size();
+        let since_index = ix.offsets.last().map_or(size, |e| size - u64::from(e.position));
+        *seg.indexes.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(ix));
+        let allocated = file.len().map_err(|e| Error::io("stat", &path, e))?;
+        Ok(ActiveSegment { seg, file, data, capacity, allocated, since_index, index_interval })
+    }
+
+    /// The shared segment.
+    pub fn segment(&self) -> &Arc<Segment> {
+        &self.seg
+    }
+
+    /// The open file (for fdatasync).
+    pub fn file(&self) -> &Arc<dyn VFile> {
+        &self.file
+    }
+
+    /// Whether a batch of `len` bytes fits without passing `segment_bytes` (an empty segment
+    /// takes any batch that fits its mapping).
+    pub fn fits(&self, len: u64, segment_bytes: u64) -> bool {
+        let size = self.seg.size();
+        let end = size + len;
+        end <= self.capacity && (size == 0 || end <= segment_bytes)
+    }
+
+    /// Copies an encoded batch in at the write position. The caller checked [`ActiveSegment::fits`]
+    /// and that `header` describes `batch`. Readers do not see it until [`Segment::publish`].
+    pub fn append(&mut self, batch: &[u8], header: &BatchHeader) -> Result<()> {
+        let pos = self.seg.size();
+        let end = pos + batch.len() as u64;
+        if end > self.allocated {
+            let target = (end.div_ceil(ALLOCATION_STEP) * ALLOCATION_STEP).max(end).min(self.capacity);
+            let path = self.seg.log_path();
+            self.file.allocate(target).map_err(|e| Error::io("fallocate", &path, e))?;
+            if let Some(map) = &self.data.map {
+                map.prefault(self.allocated as usize, (target - self.allocated) as usize);
+            }
+            self.allocated = target;
+        }
+        if let Some(map) = &self.data.map {
+            map.write(pos as usize, batch);
+        }
+        if self.since_index >= self.index_interval && pos > 0 {
+            let rel = (header.base_offset - self.seg.base_offset) as u32;
+            let mut slot = self.seg.indexes.write().unwrap_or_else(|e| e.into_inner());
+            let ix = Arc::make_mut_or_clone(&mut slot);
+            ix.offsets.push(OffsetEntry { relative_offset: rel, position: pos as u32 });
+            ix.times.push(TimeEntry { timestamp: self.seg.max_timestamp(), relative_offset: rel });
+            self.since_index = 0;
+        }
+        self.since_index += batch.len() as u64;
+        self.seg.max_timestamp.fetch_max(header.max_timestamp, Ordering::AcqRel);
+        self.seg.next_offset.store(header.next_offset(), Ordering::Release);
+        self.seg.size.store(end, Ordering::Release);
+        Ok(())
+    }
+
+    /// Seals the segment when a new one takes over: trims the file to its data and writes the
+    /// indexes. The data is not synced here; the partition's sync leader does that with the file
+    /// returned.
+    pub fn seal(self) -> Result<(Arc<Segment>, Arc<dyn VFile>)> {
+        let size = self.seg.size();
+        let path = self.seg.log_path();
+        self.file.set_len(size).map_err(|e| Error::io("truncate", &path, e))?;
+        self.seg.sealed.store(true, Ordering::Release);
+        self.seg.flush_indexes()?;
+        Ok((self.seg, self.file))
+    }
+}
+
+/// `Arc::make_mut` for a slot that holds `Option<Arc<T>>`, cloning only when shared.
+trait MakeMutOrClone<T> {
+    fn make_mut_or_clone(slot: &mut Option<Arc<T>>) -> &mut T;
+}
+
+impl<T: Default + Clone> MakeMutOrClone<T> for Arc<T> {
+    fn make_mut_or_clone(slot: &mut Option<Arc<T>>) -> &mut T {
+        Arc::make_mut(slot.get_or_insert_with(Default::default))
+    }
+}
