@@ -388,7 +388,8 @@ impl Log {
             .collect();
         let topic = create_topic_files(&*s.vfs, &s.vfs, &s.dir, &mut catalog, name, partitions, &Arc::new(config), &overrides, &s.cache)?;
         s.topics.write().unwrap_or_else(|e| e.into_inner()).insert(name.to_string(), topic);
-        Ok(())
+        // A checkpoint entry left by an earlier topic of the same name must not vouch for this one.
+        write_checkpoint(s)
     }
 
     /// Deletes a topic: its partitions' files and its committed offsets. Nothing of it remains.
@@ -411,7 +412,7 @@ impl Log {
         }
         s.vfs.sync_dir(&s.dir).map_err(|e| Error::io("fsync", &s.dir, e))?;
         s.groups.forget_topic(name)?;
-        Ok(())
+        write_checkpoint(s)
     }
 
     /// Names of all topics, internal ones included, sorted.

@@ -116,14 +116,7 @@ pub(crate) fn load_partition(ctx: &LoadContext<'_>) -> Result<(Loaded, RecoveryR
         let d = &disk[i];
         let path = dir.join(segment::log_file_name(d.base));
         let f = vfs.open(&path, OpenMode::Write).map_err(io("open", &path))?;
-        let s = if d.size == 0 {
-            segment::scan(&[], d.base, interval, true)
-        } else {
-            let len = usize::try_from(d.size).map_err(|_| Error::corrupt(&path, 0, "segment too large to map"))?;
-            let map = f.map(len, false).map_err(io("mmap", &path))?;
-            let data = SegmentBytes { map };
-            segment::scan(data.bytes(), d.base, interval, true)
-        };
+        let s = segment::scan_file(&f, d.size, d.base, interval, true).map_err(io("mmap", &path))?;
         report.segments_verified += 1;
         let continues = i == last || (s.stop.is_none() && s.next_offset == disk[i + 1].base);
         if s.valid_end < d.size {
@@ -185,23 +178,6 @@ pub(crate) fn load_partition(ctx: &LoadContext<'_>) -> Result<(Loaded, RecoveryR
     Ok((Loaded { segments, active }, report))
 }
 
-/// A read-only mapping used only during recovery.
-struct SegmentBytes {
-    map: Box<dyn crate::storage::vfs::Mapping>,
-}
-
-impl SegmentBytes {
-    #[expect(unsafe_code, reason = "viewing a read-only recovery mapping as a slice")]
-    fn bytes(&self) -> &[u8] {
-        // SAFETY: the mapping covers exactly the file's size as measured just before mapping, so
-        // every page is backed by the file. The directory lock keeps every other runnel writer
-        // out, and recovery truncates or quarantines the file only after the `SegmentBytes` (and
-        // so this slice, which borrows it) has been dropped: both callers scan inside a block that
-        // owns the mapping. Nothing writes these bytes while the slice lives.
-        unsafe { std::slice::from_raw_parts(self.map.as_ptr(), self.map.len()) }
-    }
-}
-
 /// Checks that the last segment ends where a clean shutdown leaves it: the bytes after the last
 /// index entry are complete batches ending exactly at the end of the file.
 fn quick_tail_check(vfs: &Arc<dyn Vfs>, dir: &Path, d: &OnDisk, interval: u64) -> Option<Scan> {
@@ -246,11 +222,8 @@ fn sealed_max_timestamp(vfs: &Arc<dyn Vfs>, dir: &Path, d: &OnDisk, interval: u6
         return ts;
     }
     let log = dir.join(segment::log_file_name(d.base));
-    let scanned = vfs.open(&log, OpenMode::Read).ok().and_then(|f| {
-        let map = f.map(usize::try_from(d.size).ok()?, false).ok()?;
-        let b = SegmentBytes { map };
-        Some(segment::scan(b.bytes(), d.base, interval, false).max_timestamp)
-    });
+    let scanned = vfs.open(&log, OpenMode::Read).ok().and_then(|f| segment::scan_file(&f, d.size, d.base, interval, false).ok());
+    let scanned = scanned.map(|s| s.max_timestamp);
     scanned.unwrap_or(i64::MIN)
 }
 

@@ -52,6 +52,8 @@ impl SegmentData {
         // retention unlinks files without truncating them, so the mapping stays valid and the bytes
         // stay unchanged while the slice lives. Every page below the visible size is backed by the
         // file (the file is never shorter than the visible size), so reading cannot raise SIGBUS.
+        // Recovery's `scan_file` maps a file it is about to truncate, but drops this `SegmentData`
+        // (and every slice of it) before it returns, so the truncation happens after the borrow.
         // Another process writing the files behind runnel's back is outside the contract (as with
         // SQLite or LMDB): the directory lock keeps other runnel writers out.
         unsafe { std::slice::from_raw_parts(map.as_ptr(), len) }
@@ -112,6 +114,20 @@ pub struct Scan {
     pub zero_tail: bool,
     offsets: Vec<OffsetEntry>,
     times: Vec<TimeEntry>,
+}
+
+/// Maps the first `len` bytes of `file` read-only and [`scan`]s them. The mapping is dropped before
+/// this returns, so the caller may truncate the file afterwards.
+pub fn scan_file(file: &Arc<dyn VFile>, len: u64, base_offset: u64, index_interval: u64, verify: bool) -> std::io::Result<Scan> {
+    if len == 0 {
+        return Ok(scan(&[], base_offset, index_interval, verify));
+    }
+    let n = usize::try_from(len).map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "segment too large to map"))?;
+    if file.len()? < len {
+        return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "file shorter than expected"));
+    }
+    let data = SegmentData { map: Some(file.map(n, false)?), file: file.clone() };
+    Ok(scan(data.prefix(len), base_offset, index_interval, verify))
 }
 
 impl Scan {
