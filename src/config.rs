@@ -119,7 +119,16 @@ fn optional(v: Option<u64>) -> String {
 impl TopicConfig {
     /// Sets one config by its Kafka name, e.g. `set("retention.ms", "3600000")`. `-1` means
     /// "no limit" for `retention.ms`, `retention.bytes` and `segment.ms`.
+    /// A rejected value leaves the config unchanged.
     pub fn set(&mut self, key: &str, value: &str) -> Result<()> {
+        let mut next = self.clone();
+        next.set_unchecked(key, value)?;
+        next.validate()?;
+        *self = next;
+        Ok(())
+    }
+
+    fn set_unchecked(&mut self, key: &str, value: &str) -> Result<()> {
         match key {
             "segment.bytes" => self.segment_bytes = parse_u64(key, value)?,
             "segment.ms" => self.segment_ms = parse_optional(key, value)?,
@@ -150,7 +159,13 @@ impl TopicConfig {
             "cleanup.policy" => return Err(Error::InvalidArgument("cleanup.policy=compact is not supported; only delete".into())),
             _ => return Err(Error::InvalidArgument(format!("unknown topic config {key:?} (known: {})", TOPIC_CONFIG_KEYS.join(", ")))),
         }
-        self.validate()
+        Ok(())
+    }
+
+    /// The configs of `self` that differ from Kafka's defaults ([`TopicConfig::default`]), by name.
+    pub fn overrides(&self) -> Vec<(&'static str, String)> {
+        let defaults = TopicConfig::default().entries();
+        self.entries().into_iter().zip(defaults).filter(|(set, default)| set != default).map(|(set, _)| set).collect()
     }
 
     /// Every config as `(kafka.name, value)`, in a fixed order.
@@ -220,6 +235,7 @@ pub struct LogOptions {
     pub(crate) max_open_segments: usize,
     pub(crate) retention_check_interval: Duration,
     pub(crate) checkpoint_interval: Duration,
+    pub(crate) offsets_topic_segment_bytes: u64,
 }
 
 impl Default for LogOptions {
@@ -230,6 +246,7 @@ impl Default for LogOptions {
             max_open_segments: 256,
             retention_check_interval: Duration::from_secs(300),
             checkpoint_interval: Duration::from_secs(60),
+            offsets_topic_segment_bytes: 32 << 20,
         }
     }
 }
@@ -263,6 +280,13 @@ impl LogOptions {
     /// `log.retention.check.interval.ms`: how often the background thread applies retention. Default 5 minutes.
     pub fn retention_check_interval(mut self, d: Duration) -> Self {
         self.retention_check_interval = d;
+        self
+    }
+
+    /// `offsets.topic.segment.bytes`: segment size of `__consumer_offsets`, which is snapshotted
+    /// and trimmed each time a segment fills. Default 32 MiB, at least 64 KiB.
+    pub fn offsets_topic_segment_bytes(mut self, n: u64) -> Self {
+        self.offsets_topic_segment_bytes = n.max(64 << 10);
         self
     }
 

@@ -1,15 +1,17 @@
 //! Consumer-group offsets, stored in the internal topic `__consumer_offsets` as Kafka stores them,
 //! with an in-memory view rebuilt from that topic when the log opens.
 //!
-//! The topic is kept small by snapshotting: when its active segment fills, the store rolls, writes
-//! every live offset into the new segment, syncs, and deletes the older segments. Replaying all
-//! remaining segments in order therefore always yields the current state.
+//! One call (a commit, a group delete, a topic's offsets removal) is one batch, so it is atomic.
+//! The topic is kept small by snapshotting: once two segments of commits have accumulated on top of
+//! the last snapshot, the store rolls, writes every live offset into the new segment, syncs, and
+//! deletes the older segments. Replaying all remaining segments in order therefore always yields
+//! the current state.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use crate::config::Acks;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::format::Record;
 use crate::format::batch::ProducerFields;
 use crate::log::partition::{Partition, now_ms};
@@ -62,6 +64,8 @@ type KeyValue = (Vec<u8>, Option<Vec<u8>>);
 
 pub(crate) struct Groups {
     partition: Arc<Partition>,
+    /// Bytes the partition held right after the last snapshot (the live state).
+    snapshot_bytes: std::sync::atomic::AtomicU64,
     state: Mutex<BTreeMap<String, BTreeMap<Key, OffsetAndMetadata>>>,
 }
 
@@ -144,7 +148,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Groups {
     /// Rebuilds the state by replaying the offsets topic.
-    pub(crate) fn load(partition: Arc<Partition>) -> Result<Groups> {
+    /// Offsets of topics for which `topic_exists` is false (left by a crash during a topic
+    /// delete) are dropped.
+    pub(crate) fn load(partition: Arc<Partition>, topic_exists: impl Fn(&str) -> bool) -> Result<Groups> {
         let mut state: BTreeMap<String, BTreeMap<Key, OffsetAndMetadata>> = BTreeMap::new();
         let mut offset = partition.log_start_offset();
         while offset < partition.high_watermark() {
@@ -177,7 +183,11 @@ impl Groups {
             }
             offset = fetched.next_offset();
         }
-        Ok(Groups { partition, state: Mutex::new(state) })
+        for m in state.values_mut() {
+            m.retain(|(t, _), _| topic_exists(t));
+        }
+        state.retain(|_, m| !m.is_empty());
+        Ok(Groups { partition, snapshot_bytes: Default::default(), state: Mutex::new(state) })
     }
 
     /// Appends `records` (key, value-or-tombstone) durably, snapshotting first if the active
@@ -185,14 +195,22 @@ impl Groups {
     fn write(&self, state: &BTreeMap<String, BTreeMap<Key, OffsetAndMetadata>>, records: &[KeyValue]) -> Result<()> {
         let size: u64 = records.iter().map(|(k, v)| (k.len() + v.as_ref().map_or(0, Vec::len) + 32) as u64).sum();
         let cfg = &self.partition.config;
-        if self.partition.active_size() + size > cfg.segment_bytes {
+        let recs: Vec<Record<'_>> =
+            records.iter().map(|(k, v)| Record { key: Some(k), value: v.as_deref(), headers: &[], timestamp: None }).collect();
+        // One call is one batch, so it is atomic; check its size before anything is written.
+        let encoded = crate::format::batch::encoded_len(&recs) as u64;
+        if encoded > cfg.max_message_bytes {
+            return Err(Error::RecordTooLarge { size: encoded, max: cfg.max_message_bytes });
+        }
+        // Snapshot once two segments' worth of commits have piled up on top of the last snapshot:
+        // the topic stays near `snapshot + 2 * segment.bytes`, and each snapshot's cost (the size
+        // of the live state) is paid once per two segments of commits.
+        let (_, total) = self.partition.segment_stats();
+        let last = self.snapshot_bytes.load(std::sync::atomic::Ordering::Relaxed);
+        if total + size > last + 2 * cfg.segment_bytes {
             self.snapshot(state)?;
         }
-        for chunk in chunk_records(records, cfg.max_message_bytes / 2) {
-            let recs: Vec<Record<'_>> =
-                chunk.iter().map(|(k, v)| Record { key: Some(k), value: v.as_deref(), headers: &[], timestamp: None }).collect();
-            self.partition.append(&recs, Acks::All, ProducerFields::NONE, false)?;
-        }
+        self.partition.append(&recs, Acks::All, ProducerFields::NONE, false)?;
         Ok(())
     }
 
@@ -209,6 +227,7 @@ impl Groups {
         }
         self.partition.sync()?;
         self.partition.delete_segments_before(base)?;
+        self.snapshot_bytes.store(self.partition.segment_stats().1, std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }
 

@@ -37,9 +37,17 @@ pub mod partitioner;
 mod storage;
 
 pub use catalog::names::{MAX_TOPIC_NAME_LEN, validate_topic_name};
-pub use catalog::{Log, PartitionDescription, SendResult, TopicDescription};
+pub use catalog::{
+    CATALOG_FILE, CHECKPOINT_FILE, CLEAN_SHUTDOWN_FILE, LOCK_FILE, Log, MAX_OFFSET_METADATA_BYTES, PartitionDescription, QUARANTINE_DIR,
+    SegmentInfo, SendResult, TopicDescription,
+};
 pub use config::{Acks, HighWatermark, LogOptions, TOPIC_CONFIG_KEYS, TimestampType, TopicConfig};
 pub use error::{Error, Result};
 pub use format::{Header, Headers, Record, RecordView};
 pub use groups::{CONSUMER_OFFSETS_TOPIC, OffsetAndMetadata, OffsetCommit, PartitionLag};
 pub use log::{AppendResult, Fetched, RecoveryReport};
+
+/// The README's Rust example is compiled as a doc test so that it cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

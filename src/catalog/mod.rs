@@ -36,6 +36,8 @@ pub const CLEAN_SHUTDOWN_FILE: &str = ".runnel_clean_shutdown";
 pub const QUARANTINE_DIR: &str = "quarantine";
 /// Name of the file in each partition directory that records its topic's id.
 pub const PARTITION_METADATA_FILE: &str = "partition.metadata";
+/// Largest metadata string a committed offset may carry (Kafka's `offset.metadata.max.bytes`).
+pub const MAX_OFFSET_METADATA_BYTES: usize = 4096;
 /// Most partitions a topic may have.
 pub const MAX_PARTITIONS: u32 = 10_000;
 
@@ -88,6 +90,21 @@ pub struct PartitionDescription {
     pub segment_count: usize,
     /// Bytes in all segments.
     pub size_bytes: u64,
+}
+
+/// One segment of a partition, as [`Log::segments`] reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SegmentInfo {
+    /// Offset of its first record (the file name).
+    pub base_offset: u64,
+    /// Offset after its last record.
+    pub next_offset: u64,
+    /// Bytes of complete batches.
+    pub size_bytes: u64,
+    /// Largest record timestamp, `None` when empty.
+    pub max_timestamp: Option<i64>,
+    /// `false` for the active segment, the one appends go to.
+    pub sealed: bool,
 }
 
 /// What sendfile copied.
@@ -175,9 +192,10 @@ fn config_from(meta: &TopicMeta, defaults: &TopicConfig) -> Result<TopicConfig> 
     Ok(c)
 }
 
-fn internal_config() -> TopicConfig {
+fn internal_config(options: &LogOptions) -> TopicConfig {
     TopicConfig {
-        segment_bytes: 8 << 20,
+        segment_bytes: options.offsets_topic_segment_bytes,
+        max_message_bytes: 8 << 20,
         segment_ms: None,
         retention_ms: None,
         retention_bytes: None,
@@ -266,7 +284,7 @@ impl Log {
         let mut reports = Vec::new();
         for t in &catalog.topics {
             let internal = names::is_internal(&t.name);
-            let config = Arc::new(if internal { internal_config() } else { config_from(t, &options.default_topic_config)? });
+            let config = Arc::new(if internal { internal_config(&options) } else { config_from(t, &options.default_topic_config)? });
             let name: Arc<str> = Arc::from(t.name.as_str());
             let mut parts = Vec::with_capacity(t.partitions as usize);
             for p in 0..t.partitions {
@@ -305,13 +323,13 @@ impl Log {
         }
         let mut catalog = catalog;
         if !topics.contains_key(CONSUMER_OFFSETS_TOPIC) {
-            let config = Arc::new(internal_config());
+            let config = Arc::new(internal_config(&options));
             let t = create_topic_files(&*vfs, &vfs, dir, &mut catalog, CONSUMER_OFFSETS_TOPIC, 1, &config, &[], &cache)?;
             topics.insert(CONSUMER_OFFSETS_TOPIC.to_string(), t);
         }
         let offsets_partition =
             topics.get(CONSUMER_OFFSETS_TOPIC).map(|t| t.partition(0)).ok_or_else(|| Error::unknown(CONSUMER_OFFSETS_TOPIC, Some(0)))??;
-        let groups = Groups::load(offsets_partition)?;
+        let groups = Groups::load(offsets_partition, |t| topics.contains_key(t))?;
 
         let shared = Arc::new(Shared {
             dir: dir.to_path_buf(),
@@ -359,8 +377,10 @@ impl Log {
         self.topic(topic)?.partition(partition)
     }
 
-    /// Creates a topic with `partitions` partitions. Keys of `config` left at their defaults take
-    /// the log's default topic config. The topic's metadata is durable when this returns.
+    /// Creates a topic with `partitions` partitions. Keys of `config` that differ from Kafka's
+    /// defaults ([`TopicConfig::default`]) are the topic's own; the others follow the log's default
+    /// topic config ([`LogOptions::default_topic_config`]). The topic's metadata is durable when
+    /// this returns.
     pub fn create_topic(&self, name: &str, partitions: u32, config: TopicConfig) -> Result<()> {
         names::validate_topic_name(name)?;
         if names::is_internal(name) {
@@ -378,15 +398,13 @@ impl Log {
         if self.topic(name).is_ok() {
             return Err(Error::TopicExists { topic: name.to_string() });
         }
-        let defaults = &s.options.default_topic_config;
-        let overrides: Vec<(String, String)> = config
-            .entries()
-            .into_iter()
-            .zip(defaults.entries())
-            .filter(|(set, default)| set != default)
-            .map(|((k, v), _)| (k.to_string(), v))
-            .collect();
-        let topic = create_topic_files(&*s.vfs, &s.vfs, &s.dir, &mut catalog, name, partitions, &Arc::new(config), &overrides, &s.cache)?;
+        // Keys the caller changed from Kafka's defaults override the log's default topic config;
+        // only those are stored, so the topic follows the log's defaults for the rest.
+        let overrides: Vec<(String, String)> = config.overrides().into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+        let meta = TopicMeta { id: 0, name: name.to_string(), partitions, config: overrides.clone() };
+        let effective = config_from(&meta, &s.options.default_topic_config)?;
+        let topic =
+            create_topic_files(&*s.vfs, &s.vfs, &s.dir, &mut catalog, name, partitions, &Arc::new(effective), &overrides, &s.cache)?;
         s.topics.write().unwrap_or_else(|e| e.into_inner()).insert(name.to_string(), topic);
         // A checkpoint entry left by an earlier topic of the same name must not vouch for this one.
         write_checkpoint(s)
@@ -400,6 +418,9 @@ impl Log {
         if topic.internal {
             return Err(Error::ReadOnly(format!("internal topic {name}")));
         }
+        // Forget the committed offsets first: a crash between the two steps then leaves the topic
+        // without offsets rather than offsets that outlive the topic.
+        s.groups.forget_topic(name)?;
         let mut next = catalog.clone();
         next.topics.retain(|t| t.name != name);
         write_atomic(&*s.vfs, &s.dir, CATALOG_FILE, &meta::encode_catalog(&next))?;
@@ -411,7 +432,6 @@ impl Log {
             s.vfs.remove_dir_all(&dir).map_err(|e| Error::io("remove directory", &dir, e))?;
         }
         s.vfs.sync_dir(&s.dir).map_err(|e| Error::io("fsync", &s.dir, e))?;
-        s.groups.forget_topic(name)?;
         write_checkpoint(s)
     }
 
@@ -485,7 +505,8 @@ impl Log {
     }
 
     /// The partition the default partitioner picks for a record with this key: murmur2 of the key
-    /// (the same partition number Kafka would pick), or round-robin without a key.
+    /// (the same partition number Kafka would pick), or round-robin without a key. Without a key
+    /// this takes the next turn of the topic's round-robin, as an append would.
     pub fn partition_for(&self, topic: &str, key: Option<&[u8]>) -> Result<u32> {
         let t = self.topic(topic)?;
         Ok(choose_partition(&t, key))
@@ -519,6 +540,9 @@ impl Log {
 
     /// Copies the raw bytes of the batches a [`Log::fetch`] with the same arguments would return
     /// to `out` with sendfile(2), without passing them through user space.
+    ///
+    /// `out` should be in blocking mode: if sendfile fails part way (for example `EAGAIN` on a
+    /// non-blocking socket) the call returns the error and part of the range may have been sent.
     pub fn send_to(&self, topic: &str, partition: u32, offset: u64, max_bytes: u64, out: impl AsFd) -> Result<SendResult> {
         let fetched = self.partition(topic, partition)?.fetch(offset, max_bytes)?;
         let (file, start, len) = match fetched.file_range() {
@@ -537,6 +561,21 @@ impl Log {
             }
         }
         Ok(SendResult { bytes: pos - start, next_offset: fetched.next_offset() })
+    }
+
+    /// The partition's segments, oldest first.
+    pub fn segments(&self, topic: &str, partition: u32) -> Result<Vec<SegmentInfo>> {
+        let p = self.partition(topic, partition)?;
+        Ok(p.segments()
+            .iter()
+            .map(|s| SegmentInfo {
+                base_offset: s.base_offset,
+                next_offset: s.next_offset(),
+                size_bytes: s.size(),
+                max_timestamp: (s.max_timestamp() != i64::MIN).then(|| s.max_timestamp()),
+                sealed: s.is_sealed(),
+            })
+            .collect())
     }
 
     /// The first offset still in the partition (Kafka's "earliest").
@@ -594,8 +633,16 @@ impl Log {
     /// either every offset of the call is committed or none is.
     pub fn commit_offsets(&self, group: &str, offsets: &[OffsetCommit<'_>]) -> Result<()> {
         names::validate_group(group)?;
+        // Under the catalog lock, so that a topic cannot be deleted between the check and the write.
+        let _catalog = lock(&self.shared.catalog);
         for c in offsets {
             self.partition(c.topic, c.partition)?;
+            if c.metadata.len() > MAX_OFFSET_METADATA_BYTES {
+                return Err(Error::InvalidArgument(format!(
+                    "offset metadata of {} bytes exceeds offset.metadata.max.bytes ({MAX_OFFSET_METADATA_BYTES})",
+                    c.metadata.len()
+                )));
+            }
         }
         if offsets.is_empty() {
             return Ok(());
@@ -628,6 +675,7 @@ impl Log {
 
     /// Deletes a group's committed offsets. Returns whether the group existed.
     pub fn delete_group(&self, group: &str) -> Result<bool> {
+        names::validate_group(group)?;
         self.shared.groups.delete_group(group)
     }
 

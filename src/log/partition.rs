@@ -274,11 +274,6 @@ impl Partition {
         lock(&self.writer).active.segment().base_offset
     }
 
-    /// Size of the active segment.
-    pub(crate) fn active_size(&self) -> u64 {
-        lock(&self.writer).active.segment().size()
-    }
-
     /// Waits until every offset below `target` is fsync'd, syncing if no one else is.
     /// Concurrent callers share one fsync: the first becomes the leader and syncs everything
     /// written so far, the others find their offsets durable when it is done.

@@ -227,8 +227,22 @@ fn sealed_max_timestamp(vfs: &Arc<dyn Vfs>, dir: &Path, d: &OnDisk, interval: u6
     scanned.unwrap_or(i64::MIN)
 }
 
+/// `quarantine/<topic>-<partition>/`: one directory per partition keeps every file name short
+/// even for a 249-character topic name.
+fn quarantine_dir(ctx: &LoadContext<'_>) -> PathBuf {
+    ctx.quarantine_dir.join(format!("{}-{}", ctx.topic, ctx.partition))
+}
+
 fn quarantine_name(ctx: &LoadContext<'_>, base: u64, what: &str) -> PathBuf {
-    ctx.quarantine_dir.join(format!("{}-{}-{:020}-{what}", ctx.topic, ctx.partition, base))
+    quarantine_dir(ctx).join(format!("{base:020}-{what}"))
+}
+
+fn create_quarantine_dir(ctx: &LoadContext<'_>) -> Result<PathBuf> {
+    let dir = quarantine_dir(ctx);
+    ctx.vfs.create_dir(ctx.quarantine_dir).map_err(io("create directory", ctx.quarantine_dir))?;
+    ctx.vfs.create_dir(&dir).map_err(io("create directory", &dir))?;
+    ctx.vfs.sync_dir(ctx.quarantine_dir).map_err(io("fsync", ctx.quarantine_dir))?;
+    Ok(dir)
 }
 
 fn write_report(ctx: &LoadContext<'_>, path: &Path, fields: &[(&str, String)]) -> Result<()> {
@@ -248,7 +262,7 @@ fn write_report(ctx: &LoadContext<'_>, path: &Path, fields: &[(&str, String)]) -
 /// Copies `[from, to)` of a segment into the quarantine directory, with a report, durably.
 fn quarantine_tail(ctx: &LoadContext<'_>, log: &Path, base: u64, from: u64, to: u64, reason: &str) -> Result<()> {
     let vfs = ctx.vfs;
-    vfs.create_dir(ctx.quarantine_dir).map_err(io("create directory", ctx.quarantine_dir))?;
+    let qdir = create_quarantine_dir(ctx)?;
     let src = vfs.open(log, OpenMode::Read).map_err(io("open", log))?;
     let bin = quarantine_name(ctx, base, &format!("{from}.bin"));
     let dst = vfs.open(&bin, OpenMode::Create).map_err(io("create", &bin))?;
@@ -278,13 +292,13 @@ fn quarantine_tail(ctx: &LoadContext<'_>, log: &Path, base: u64, from: u64, to: 
             ("time_ms", now_ms().to_string()),
         ],
     )?;
-    vfs.sync_dir(ctx.quarantine_dir).map_err(io("fsync", ctx.quarantine_dir))
+    vfs.sync_dir(&qdir).map_err(io("fsync", &qdir))
 }
 
 /// Moves a whole segment (log and indexes) into the quarantine directory, with a report.
 fn quarantine_segment(ctx: &LoadContext<'_>, base: u64, reason: &str) -> Result<()> {
     let vfs = ctx.vfs;
-    vfs.create_dir(ctx.quarantine_dir).map_err(io("create directory", ctx.quarantine_dir))?;
+    let qdir = create_quarantine_dir(ctx)?;
     for ext in ["log", "index", "timeindex"] {
         let from = ctx.dir.join(format!("{base:020}.{ext}"));
         if vfs.exists(&from) {
@@ -306,5 +320,5 @@ fn quarantine_segment(ctx: &LoadContext<'_>, base: u64, reason: &str) -> Result<
             ("time_ms", now_ms().to_string()),
         ],
     )?;
-    vfs.sync_dir(ctx.quarantine_dir).map_err(io("fsync", ctx.quarantine_dir))
+    vfs.sync_dir(&qdir).map_err(io("fsync", &qdir))
 }
