@@ -56,9 +56,30 @@ impl Topic {
     }
 
     fn partition(&self, p: u32) -> Result<Arc<Partition>> {
-        self.partitions().get(p as usize).cloned().ok_or_else(|| Error::unknown(&self.name, Some(p)))
+        let parts = self.partitions.read().unwrap_or_else(|e| e.into_inner());
+        parts.get(p as usize).cloned().ok_or_else(|| Error::unknown(&self.name, Some(p)))
     }
 }
+
+/// FNV-1a: topic names are short and chosen by the application, so a simple hash beats SipHash
+/// on the append path (a lookup per call) without a denial-of-service concern.
+#[derive(Clone, Copy, Default)]
+struct Fnv(u64);
+
+impl std::hash::Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 { 0xcbf2_9ce4_8422_2325 } else { self.0 };
+        for &b in bytes {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        self.0 = h;
+    }
+}
+
+type TopicMap = HashMap<String, Arc<Topic>, std::hash::BuildHasherDefault<Fnv>>;
 
 /// A topic and its partitions' offsets, as `describe` reports them.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -123,7 +144,7 @@ struct Shared {
     cache: Arc<OpenSegments>,
     _lock: Arc<dyn VFile>,
     catalog: Mutex<Catalog>,
-    topics: RwLock<HashMap<String, Arc<Topic>>>,
+    topics: RwLock<TopicMap>,
     groups: Groups,
     closed: AtomicBool,
     stop: (Mutex<bool>, Condvar),
@@ -280,7 +301,7 @@ impl Log {
             }
         }
 
-        let mut topics = HashMap::new();
+        let mut topics = TopicMap::default();
         let mut reports = Vec::new();
         for t in &catalog.topics {
             let internal = names::is_internal(&t.name);
@@ -374,7 +395,8 @@ impl Log {
     }
 
     fn partition(&self, topic: &str, partition: u32) -> Result<Arc<Partition>> {
-        self.topic(topic)?.partition(partition)
+        let topics = self.shared.topics.read().unwrap_or_else(|e| e.into_inner());
+        topics.get(topic).ok_or_else(|| Error::unknown(topic, None))?.partition(partition)
     }
 
     /// Creates a topic with `partitions` partitions. Keys of `config` that differ from Kafka's
@@ -519,15 +541,19 @@ impl Log {
     /// first record's key (see [`Log::partition_for`]). `acks` says when the call returns and so
     /// what survives a crash (see [`Acks`]).
     pub fn append(&self, topic: &str, partition: Option<u32>, records: &[Record<'_>], acks: Acks) -> Result<AppendResult> {
-        let t = self.topic(topic)?;
-        if t.internal {
-            return Err(Error::ReadOnly(format!("internal topic {topic}")));
-        }
-        let p = match partition {
-            Some(p) => p,
-            None => choose_partition(&t, records.first().and_then(|r| r.key)),
+        let part = {
+            let topics = self.shared.topics.read().unwrap_or_else(|e| e.into_inner());
+            let t = topics.get(topic).ok_or_else(|| Error::unknown(topic, None))?;
+            if t.internal {
+                return Err(Error::ReadOnly(format!("internal topic {topic}")));
+            }
+            let p = match partition {
+                Some(p) => p,
+                None => choose_partition(t, records.first().and_then(|r| r.key)),
+            };
+            t.partition(p)?
         };
-        t.partition(p)?.append(records, acks, ProducerFields::NONE, false)
+        part.append(records, acks, ProducerFields::NONE, false)
     }
 
     /// Reads complete batches from `offset` on, up to about `max_bytes` (at least one batch is
@@ -734,7 +760,7 @@ fn seed() -> u32 {
 }
 
 fn choose_partition(t: &Topic, key: Option<&[u8]>) -> u32 {
-    let n = t.partitions().len() as u32;
+    let n = t.partitions.read().unwrap_or_else(|e| e.into_inner()).len() as u32;
     match key {
         Some(k) => partitioner::partition_for_key(k, n),
         None => t.round_robin.fetch_add(1, Ordering::Relaxed) % n.max(1),

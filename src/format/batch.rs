@@ -222,17 +222,6 @@ impl ProducerFields {
         ProducerFields { producer_id: NO_PRODUCER_ID, producer_epoch: -1, base_sequence: -1, transactional: false };
 }
 
-/// What `encode_batch` learned while encoding.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Encoded {
-    /// Timestamp of the first record.
-    pub base_timestamp: i64,
-    /// Largest timestamp.
-    pub max_timestamp: i64,
-    /// Number of records minus one.
-    pub last_offset_delta: u32,
-}
-
 /// How timestamps are assigned: by the caller (CreateTime) or by the log (LogAppendTime).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum TimestampType {
@@ -288,8 +277,8 @@ fn put_nullable(out: &mut Vec<u8>, b: Option<&[u8]>) {
     }
 }
 
-/// Encodes `records` as one batch at `base_offset` into `out` (cleared first), CRC included.
-/// `now` is the append time in milliseconds. `records` must not be empty.
+/// Encodes `records` as one batch at `base_offset` into `out` (cleared first), CRC included, and
+/// returns its header. `now` is the append time in milliseconds. `records` must not be empty.
 pub fn encode_batch(
     out: &mut Vec<u8>,
     base_offset: u64,
@@ -298,9 +287,10 @@ pub fn encode_batch(
     now: i64,
     producer: ProducerFields,
     control: bool,
-) -> Encoded {
+) -> BatchHeader {
     debug_assert!(!records.is_empty());
     out.clear();
+    out.reserve(BATCH_HEADER_LEN + records.iter().map(|r| r.payload_len() + 16).sum::<usize>());
     out.resize(BATCH_HEADER_LEN, 0);
     let ts_of = |r: &Record<'_>| match timestamp_type {
         TimestampType::LogAppendTime => now,
@@ -353,7 +343,19 @@ pub fn encode_batch(
     h[56..60].copy_from_slice(&(records.len() as u32).to_le_bytes());
     let crc = batch_crc(out);
     out[12..16].copy_from_slice(&crc.to_le_bytes());
-    Encoded { base_timestamp, max_timestamp, last_offset_delta }
+    BatchHeader {
+        base_offset,
+        batch_length,
+        crc,
+        attributes: attrs,
+        last_offset_delta,
+        base_timestamp,
+        max_timestamp,
+        producer_id: producer.producer_id,
+        producer_epoch: producer.producer_epoch,
+        base_sequence: producer.base_sequence,
+        record_count: records.len() as u32,
+    }
 }
 
 /// A batch in a byte slice: its header and a way to walk its records without copying.
@@ -612,8 +614,10 @@ mod tests {
             Record::tombstone(b"gone").with_headers(&headers),
             Record::default(),
         ];
-        let bytes = encode(&records);
+        let mut bytes = Vec::new();
+        let returned = encode_batch(&mut bytes, 7, &records, TimestampType::CreateTime, 1000, ProducerFields::NONE, false);
         let view = BatchView::parse(&bytes).expect("parses");
+        assert_eq!(*view.header(), returned, "the returned header is the one encoded");
         assert!(view.verify_crc());
         assert_eq!(view.header().base_offset, 7);
         assert_eq!(view.header().last_offset(), 9);

@@ -48,6 +48,13 @@ impl<'a> Record<'a> {
         Record { key: Some(key), ..Record::default() }
     }
 
+    /// Bytes of key, value and headers: a lower bound of the record's encoded size.
+    pub fn payload_len(&self) -> usize {
+        self.key.map_or(0, <[u8]>::len)
+            + self.value.map_or(0, <[u8]>::len)
+            + self.headers.iter().map(|h| h.key.len() + h.value.map_or(0, <[u8]>::len)).sum::<usize>()
+    }
+
     /// Sets the key.
     pub fn with_key(mut self, key: &'a [u8]) -> Self {
         self.key = Some(key);

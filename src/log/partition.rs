@@ -7,7 +7,8 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
+use std::time::{Duration, Instant};
 
 use crate::config::{Acks, HighWatermark, TopicConfig};
 use crate::error::{Error, Result};
@@ -59,8 +60,26 @@ pub struct Partition {
     deleted: AtomicBool,
     segments: RwLock<Arc<Vec<Arc<Segment>>>>,
     writer: Mutex<Writer>,
-    sync: Mutex<()>,
+    sync: Mutex<SyncState>,
+    /// Signalled when a sync round ends (waiters check whether they are covered).
+    synced: Condvar,
+    /// Signalled when an appender starts waiting (a gathering leader counts arrivals).
+    arrived: Condvar,
 }
+
+/// The group-commit state, under `Partition::sync`.
+#[derive(Default)]
+struct SyncState {
+    /// A leader is fsyncing (or gathering).
+    leader: bool,
+    /// Callers waiting for a round to cover them.
+    waiting: u32,
+    /// How many callers the last round covered: the leader waits (briefly) for as many to arrive.
+    last_round: u32,
+}
+
+/// The longest a group-commit leader waits for the appenders of the previous round to come back.
+const GATHER: Duration = Duration::from_micros(100);
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
@@ -111,7 +130,9 @@ impl Partition {
                 dir_dirty: false,
                 active_since: None,
             }),
-            sync: Mutex::new(()),
+            sync: Mutex::new(SyncState::default()),
+            synced: Condvar::new(),
+            arrived: Condvar::new(),
         }
     }
 
@@ -175,10 +196,11 @@ impl Partition {
         if records.len() > u32::MAX as usize / 2 {
             return Err(Error::InvalidArgument("too many records in one batch".into()));
         }
-        let estimate = batch::encoded_len(records) as u64;
+        // A cheap bound before encoding, so that an absurd batch is refused without allocating it.
+        let raw: u64 = records.iter().map(|r| r.payload_len() as u64).sum();
         let max = self.config.max_message_bytes;
-        if estimate > max.saturating_mul(2) + 1024 {
-            return Err(Error::RecordTooLarge { size: estimate, max });
+        if raw > max {
+            return Err(Error::RecordTooLarge { size: raw, max });
         }
         self.check_writable()?;
         let now = now_ms();
@@ -186,16 +208,14 @@ impl Partition {
             let mut w = lock(&self.writer);
             self.check_writable()?;
             let base = self.leo.load(Ordering::Relaxed);
-            let Writer { buf, .. } = &mut *w;
-            batch::encode_batch(buf, base, records, self.config.message_timestamp_type, now, producer, control);
-            if w.buf.len() as u64 > max {
-                return Err(Error::RecordTooLarge { size: w.buf.len() as u64, max });
-            }
             if base.saturating_add(records.len() as u64) > batch::MAX_OFFSET {
                 return Err(Error::InvalidArgument("the partition has run out of offsets".into()));
             }
-            let header = BatchHeader::parse(&w.buf)
-                .map_err(|e| Error::corrupt(self.dir.to_path_buf(), 0, format!("encoder produced a bad batch: {e}")))?;
+            let Writer { buf, .. } = &mut *w;
+            let header = batch::encode_batch(buf, base, records, self.config.message_timestamp_type, now, producer, control);
+            if w.buf.len() as u64 > max {
+                return Err(Error::RecordTooLarge { size: w.buf.len() as u64, max });
+            }
             let too_old = match (self.config.segment_ms, w.active_since) {
                 (Some(ms), Some(since)) => now.saturating_sub(since) >= ms as i64,
                 _ => false,
@@ -275,16 +295,59 @@ impl Partition {
     }
 
     /// Waits until every offset below `target` is fsync'd, syncing if no one else is.
-    /// Concurrent callers share one fsync: the first becomes the leader and syncs everything
-    /// written so far, the others find their offsets durable when it is done.
+    ///
+    /// Group commit: one caller at a time is the leader and fsyncs everything written so far;
+    /// the others wait on a condition variable and return as soon as a round covers them. Before
+    /// it snapshots, a leader waits up to 100 µs for as many callers as the previous round covered,
+    /// so that appenders returning from one round share the next fsync instead of each starting
+    /// their own. A lone appender (previous round of one) never waits.
     pub fn sync_to(&self, target: u64) -> Result<()> {
         if self.durable.load(Ordering::Acquire) >= target {
             return Ok(());
         }
-        let _leader = lock(&self.sync);
-        if self.durable.load(Ordering::Acquire) >= target {
-            return Ok(());
+        let mut st = lock(&self.sync);
+        st.waiting += 1;
+        self.arrived.notify_one();
+        loop {
+            if self.durable.load(Ordering::Acquire) >= target {
+                st.waiting -= 1;
+                return Ok(());
+            }
+            if let Err(e) = self.check_writable() {
+                st.waiting -= 1;
+                return Err(e);
+            }
+            if !st.leader {
+                break;
+            }
+            st = self.synced.wait(st).unwrap_or_else(|e| e.into_inner());
         }
+        st.leader = true;
+        st.waiting -= 1;
+        if st.last_round > 1 {
+            let deadline = Instant::now() + GATHER;
+            while st.waiting + 1 < st.last_round {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                st = self.arrived.wait_timeout(st, left).unwrap_or_else(|e| e.into_inner()).0;
+            }
+        }
+        let round = st.waiting + 1;
+        drop(st);
+        let result = self.sync_now();
+        let mut st = lock(&self.sync);
+        st.leader = false;
+        st.last_round = round;
+        drop(st);
+        self.synced.notify_all();
+        result
+    }
+
+    /// One sync round: fsyncs the sealed segments not yet synced, the active segment and, if a
+    /// file was created, the directory; then publishes the new durable offset (and high watermark).
+    fn sync_now(&self) -> Result<()> {
         self.check_writable()?;
         let (leo, active, file, size, unsynced, dir_dirty) = {
             let mut w = lock(&self.writer);

@@ -14,6 +14,9 @@ use crate::format::batch::{BatchHeader, BatchView, FrameError, LOG_OVERHEAD};
 use crate::format::index::{self, OffsetEntry, TimeEntry};
 use crate::storage::vfs::{Mapping, OpenMode, VFile, Vfs};
 
+/// Batches at least this large are written with write(2) instead of a copy into the mapping.
+pub const PWRITE_THRESHOLD: usize = 16 << 10;
+
 /// Disk space for an active segment is reserved in steps of this many bytes.
 pub const ALLOCATION_STEP: u64 = 8 << 20;
 
@@ -503,16 +506,25 @@ impl ActiveSegment {
     pub fn append(&mut self, batch: &[u8], header: &BatchHeader) -> Result<()> {
         let pos = self.seg.size();
         let end = pos + batch.len() as u64;
+        let large = batch.len() >= PWRITE_THRESHOLD;
         if end > self.allocated {
             let target = (end.div_ceil(ALLOCATION_STEP) * ALLOCATION_STEP).max(end).min(self.capacity);
             let path = self.seg.log_path();
             self.file.allocate(target).map_err(|e| Error::io("fallocate", &path, e))?;
-            if let Some(map) = &self.data.map {
+            if !large && let Some(map) = &self.data.map {
+                // Small batches are copied through the mapping: fault the new pages in once, here,
+                // rather than one trap per page in the copies that follow.
                 map.prefault(self.allocated as usize, (target - self.allocated) as usize);
             }
             self.allocated = target;
         }
-        if let Some(map) = &self.data.map {
+        if large {
+            // Large batches go through write(2): the kernel copies whole pages into the page cache
+            // without zero-filling them first, about twice as fast as faulting them in and
+            // copying. The shared mapping sees the same page cache.
+            let path = self.seg.log_path();
+            self.file.write_all_at(batch, pos).map_err(|e| Error::io("write", &path, e))?;
+        } else if let Some(map) = &self.data.map {
             map.write(pos as usize, batch);
         }
         if self.since_index >= self.index_interval && pos > 0 {
