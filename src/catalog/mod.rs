@@ -256,7 +256,11 @@ impl Log {
             vfs.remove_file(&marker).map_err(|e| Error::io("unlink", &marker, e))?;
             vfs.sync_dir(dir).map_err(|e| Error::io("fsync", dir, e))?;
         }
-        let catalog = match read_small(&*vfs, &dir.join(CATALOG_FILE), 64 << 20)? {
+        let stored = read_small(&*vfs, &dir.join(CATALOG_FILE), 64 << 20)?;
+        // Without a catalog, only the internal topic's directory may be present (a crash during
+        // the very first open); any other partition directory means the catalog was lost.
+        let catalog_missing = stored.is_none();
+        let catalog = match stored {
             Some(b) => meta::decode_catalog(&b).map_err(|r| Error::corrupt(dir.join(CATALOG_FILE), 0, r))?,
             None => Catalog { next_topic_id: 1, topics: Vec::new() },
         };
@@ -293,6 +297,22 @@ impl Log {
                 .flatten()
                 .and_then(|b| meta::decode_partition_metadata(&b));
             let Some(id) = id else { continue };
+            if let Some(t) = by_name.get(topic).filter(|t| t.id != id && p < t.partitions) {
+                // A crashed create or delete never leaves a directory under a live topic's name
+                // with another id: this is damage, and deleting it could destroy data.
+                return Err(Error::corrupt(
+                    path.join(PARTITION_METADATA_FILE),
+                    0,
+                    format!("names topic id {id}, but the catalog gives topic {topic:?} id {}", t.id),
+                ));
+            }
+            if catalog_missing && !names::is_internal(topic) {
+                return Err(Error::corrupt(
+                    dir.join(CATALOG_FILE),
+                    0,
+                    format!("the catalog is missing but partition directory {name} exists; restore the catalog or move the directory away"),
+                ));
+            }
             let live = by_name.get(topic).is_some_and(|t| t.id == id && p < t.partitions);
             if !live {
                 log::info!("{}: removing {name}, left behind by an interrupted topic create or delete", dir.display());
@@ -743,6 +763,12 @@ impl Log {
         let f = s.vfs.open(&marker, OpenMode::Create).map_err(|e| Error::io("create", &marker, e))?;
         f.sync_data().map_err(|e| Error::io("fdatasync", &marker, e))?;
         s.vfs.sync_dir(&s.dir).map_err(|e| Error::io("fsync", &s.dir, e))
+    }
+}
+
+impl std::fmt::Debug for Log {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Log").field("dir", &self.shared.dir).finish_non_exhaustive()
     }
 }
 

@@ -253,6 +253,10 @@ impl Partition {
     /// Seals the active segment and starts a new one at the log end offset. Holds the writer lock.
     fn roll(&self, w: &mut Writer) -> Result<()> {
         let base = self.leo.load(Ordering::Relaxed);
+        // Seal (trim, write indexes) before the next segment exists: a crash in between then
+        // leaves the old segment last, where recovery expects preallocated zeros, never zeros in
+        // the middle of the log.
+        w.active.seal().map_err(|e| self.poison(e))?;
         let new = ActiveSegment::create(
             self.vfs.clone(),
             self.dir.clone(),
@@ -263,7 +267,7 @@ impl Partition {
         .map_err(|e| self.poison(e))?;
         let new_seg = new.segment().clone();
         let old = std::mem::replace(&mut w.active, new);
-        let (sealed, file) = old.seal().map_err(|e| self.poison(e))?;
+        let (sealed, file) = old.into_parts();
         w.unsynced.push((sealed.clone(), file));
         w.dir_dirty = true;
         w.active_since = None;

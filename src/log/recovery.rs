@@ -110,9 +110,15 @@ pub(crate) fn load_partition(ctx: &LoadContext<'_>) -> Result<(Loaded, RecoveryR
         }
     }
 
+    // A sealed segment before the verified range is trusted only if its `.index` was written for
+    // a log of exactly its size; otherwise (a crash while sealing, a damaged index) verify it too.
+    let needs: Vec<bool> = (0..disk.len()).map(|i| i >= verify_from || (i < last && !index_matches(vfs, dir, &disk[i]))).collect();
     let mut cut_at: Option<usize> = None;
     let mut scans: Vec<Option<Scan>> = (0..disk.len()).map(|_| None).collect();
-    for i in verify_from..disk.len() {
+    for i in 0..disk.len() {
+        if !needs[i] {
+            continue;
+        }
         let d = &disk[i];
         let path = dir.join(segment::log_file_name(d.base));
         let f = vfs.open(&path, OpenMode::Write).map_err(io("open", &path))?;
@@ -206,6 +212,17 @@ fn quick_tail_check(vfs: &Arc<dyn Vfs>, dir: &Path, d: &OnDisk, interval: u64) -
     Some(Scan::summary(d.size, s.next_offset, max_ts.max(s.max_timestamp)))
 }
 
+/// Whether the segment's `.index` header names this segment and its exact size.
+fn index_matches(vfs: &Arc<dyn Vfs>, dir: &Path, d: &OnDisk) -> bool {
+    let path = dir.join(format!("{:020}.index", d.base));
+    let Ok(f) = vfs.open(&path, OpenMode::Read) else { return false };
+    let mut h = [0u8; index::INDEX_HEADER_LEN];
+    if f.read_exact_at(&mut h, 0).is_err() {
+        return false;
+    }
+    h[0..4] == index::OFFSET_INDEX_MAGIC && h[8..16] == d.base.to_le_bytes() && h[16..24] == d.size.to_le_bytes()
+}
+
 /// The largest timestamp of a sealed segment, from its time index or, failing that, a scan.
 fn sealed_max_timestamp(vfs: &Arc<dyn Vfs>, dir: &Path, d: &OnDisk, interval: u64) -> i64 {
     let path = dir.join(format!("{:020}.timeindex", d.base));
@@ -233,8 +250,20 @@ fn quarantine_dir(ctx: &LoadContext<'_>) -> PathBuf {
     ctx.quarantine_dir.join(format!("{}-{}", ctx.topic, ctx.partition))
 }
 
-fn quarantine_name(ctx: &LoadContext<'_>, base: u64, what: &str) -> PathBuf {
-    quarantine_dir(ctx).join(format!("{base:020}-{what}"))
+/// `<base>-<what>`, or `<base>-<what>` with `-<n>` before the extension when the plain name
+/// (or, for segments, any of its files) is taken: a later cut never overwrites an earlier one.
+fn quarantine_name(ctx: &LoadContext<'_>, base: u64, what: &str, n: u32) -> PathBuf {
+    let name = match (n, what.split_once('.')) {
+        (0, _) => format!("{base:020}-{what}"),
+        (n, Some((stem, ext))) => format!("{base:020}-{stem}-{n}.{ext}"),
+        (n, None) => format!("{base:020}-{what}-{n}"),
+    };
+    quarantine_dir(ctx).join(name)
+}
+
+/// The first `n` for which none of `whats` exists in the quarantine directory.
+fn free_quarantine_slot(ctx: &LoadContext<'_>, base: u64, whats: &[&str]) -> u32 {
+    (0..).find(|&n| whats.iter().all(|w| !ctx.vfs.exists(&quarantine_name(ctx, base, w, n)))).unwrap_or(0)
 }
 
 fn create_quarantine_dir(ctx: &LoadContext<'_>) -> Result<PathBuf> {
@@ -264,9 +293,10 @@ fn quarantine_tail(ctx: &LoadContext<'_>, log: &Path, base: u64, from: u64, to: 
     let vfs = ctx.vfs;
     let qdir = create_quarantine_dir(ctx)?;
     let src = vfs.open(log, OpenMode::Read).map_err(io("open", log))?;
-    let bin = quarantine_name(ctx, base, &format!("{from}.bin"));
-    let dst = vfs.open(&bin, OpenMode::Create).map_err(io("create", &bin))?;
-    dst.set_len(0).map_err(io("truncate", &bin))?;
+    let (bin_what, report_what) = (format!("{from}.bin"), format!("{from}.report"));
+    let n = free_quarantine_slot(ctx, base, &[&bin_what, &report_what]);
+    let bin = quarantine_name(ctx, base, &bin_what, n);
+    let dst = vfs.open(&bin, OpenMode::CreateNew).map_err(io("create", &bin))?;
     let mut buf = vec![0u8; 1 << 20];
     let mut pos = from;
     while pos < to {
@@ -276,7 +306,7 @@ fn quarantine_tail(ctx: &LoadContext<'_>, log: &Path, base: u64, from: u64, to: 
         pos += n as u64;
     }
     dst.sync_data().map_err(io("fdatasync", &bin))?;
-    let report = quarantine_name(ctx, base, &format!("{from}.report"));
+    let report = quarantine_name(ctx, base, &report_what, n);
     write_report(
         ctx,
         &report,
@@ -299,14 +329,15 @@ fn quarantine_tail(ctx: &LoadContext<'_>, log: &Path, base: u64, from: u64, to: 
 fn quarantine_segment(ctx: &LoadContext<'_>, base: u64, reason: &str) -> Result<()> {
     let vfs = ctx.vfs;
     let qdir = create_quarantine_dir(ctx)?;
+    let n = free_quarantine_slot(ctx, base, &["log", "index", "timeindex", "segment.report"]);
     for ext in ["log", "index", "timeindex"] {
         let from = ctx.dir.join(format!("{base:020}.{ext}"));
         if vfs.exists(&from) {
-            let to = quarantine_name(ctx, base, ext);
+            let to = quarantine_name(ctx, base, ext, n);
             vfs.rename(&from, &to).map_err(io("rename", &from))?;
         }
     }
-    let report = quarantine_name(ctx, base, "segment.report");
+    let report = quarantine_name(ctx, base, "segment.report", n);
     write_report(
         ctx,
         &report,
@@ -316,7 +347,7 @@ fn quarantine_segment(ctx: &LoadContext<'_>, base: u64, reason: &str) -> Result<
             ("partition", ctx.partition.to_string()),
             ("segment", format!("{base:020}.log")),
             ("reason", reason.into()),
-            ("data", quarantine_name(ctx, base, "log").display().to_string()),
+            ("data", quarantine_name(ctx, base, "log", n).display().to_string()),
             ("time_ms", now_ms().to_string()),
         ],
     )?;

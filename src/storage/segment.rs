@@ -542,16 +542,21 @@ impl ActiveSegment {
         Ok(())
     }
 
-    /// Seals the segment when a new one takes over: trims the file to its data and writes the
-    /// indexes. The data is not synced here; the partition's sync leader does that with the file
-    /// returned.
-    pub fn seal(self) -> Result<(Arc<Segment>, Arc<dyn VFile>)> {
+    /// Seals the segment before a new one takes over: trims the file to its data, writes the
+    /// indexes and marks it sealed. The data is not synced here; the partition's sync leader does
+    /// that with the file from [`ActiveSegment::into_parts`].
+    pub fn seal(&mut self) -> Result<()> {
         let size = self.seg.size();
         let path = self.seg.log_path();
         self.file.set_len(size).map_err(|e| Error::io("truncate", &path, e))?;
+        self.allocated = size;
         self.seg.sealed.store(true, Ordering::Release);
-        self.seg.flush_indexes()?;
-        Ok((self.seg, self.file))
+        self.seg.flush_indexes()
+    }
+
+    /// The shared segment and its open file.
+    pub fn into_parts(self) -> (Arc<Segment>, Arc<dyn VFile>) {
+        (self.seg, self.file)
     }
 }
 
