@@ -92,16 +92,24 @@ fn batch_bytes(records: &[Record<'_>]) -> u64 {
 
 /// Times `iters` acks=1 appends of `records`, moving to a fresh log (untimed) every
 /// [`ACKS1_LOG_BUDGET`] bytes.
-fn bounded_appends(fixture: &mut Option<(Fixture, u64)>, records: &[Record<'_>], iters: u64) -> Duration {
+/// With `handle`, appends go through a `PartitionHandle` (no topic lookup per call).
+fn bounded_appends(fixture: &mut Option<(Fixture, u64)>, records: &[Record<'_>], iters: u64, handle: bool) -> Duration {
     let per_call = batch_bytes(records);
     let mut total = Duration::ZERO;
     let mut left = iters;
     while left > 0 {
         let (f, written) = fixture.get_or_insert_with(|| (Fixture::new(acks1_config()), 0));
         let n = left.min(((ACKS1_LOG_BUDGET - *written) / per_call).max(1));
+        let p = f.log.partition_handle(TOPIC, 0).expect("handle");
         let t = Instant::now();
-        for _ in 0..n {
-            f.log.append(TOPIC, Some(0), black_box(records), Acks::One).expect("append");
+        if handle {
+            for _ in 0..n {
+                p.append(black_box(records), Acks::One).expect("append");
+            }
+        } else {
+            for _ in 0..n {
+                f.log.append(TOPIC, Some(0), black_box(records), Acks::One).expect("append");
+            }
         }
         total += t.elapsed();
         *written += n * per_call;
@@ -123,10 +131,24 @@ fn append_acks1(c: &mut Criterion) {
             g.throughput(throughput(per_call, value_len));
             let mut fixture: Option<(Fixture, u64)> = None;
             g.bench_function(BenchmarkId::new(format!("{value_len}B"), format!("{per_call}_per_call")), |b| {
-                b.iter_custom(|iters| bounded_appends(&mut fixture, &records, iters));
+                b.iter_custom(|iters| bounded_appends(&mut fixture, &records, iters, false));
             });
             drop(fixture);
         }
+    }
+    g.finish();
+
+    // The same single-record appends through a PartitionHandle, as a hot loop would make them.
+    let mut g = c.benchmark_group("append_acks1_handle");
+    for value_len in [100usize, 1024] {
+        let value = payload(value_len);
+        let records = [Record::new(&value)];
+        g.throughput(throughput(1, value_len));
+        let mut fixture: Option<(Fixture, u64)> = None;
+        g.bench_function(BenchmarkId::new(format!("{value_len}B"), "1_per_call"), |b| {
+            b.iter_custom(|iters| bounded_appends(&mut fixture, &records, iters, true));
+        });
+        drop(fixture);
     }
     g.finish();
 

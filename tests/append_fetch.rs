@@ -993,3 +993,32 @@ fn background_flushing_makes_acks_one_records_visible_without_a_sync() -> TestRe
     assert_eq!(values(&read_all(&log, "t", 0)?), ["a", "b"]);
     Ok(())
 }
+
+#[test]
+fn a_partition_handle_appends_and_fetches_like_the_log_and_fails_cleanly_once_stale() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let log = open(dir.path())?;
+    log.create_topic("h", 2, TopicConfig::default())?;
+    let p1 = log.partition_handle("h", 1)?;
+    assert_eq!((p1.topic(), p1.partition()), ("h", 1));
+    let at = p1.append(&[Record::new(b"a"), Record::new(b"b")], Acks::All)?;
+    assert_eq!((at.partition, at.base_offset, at.last_offset), (1, 0, 1));
+    assert_eq!(log.high_watermark("h", 1)?, 2, "the log sees what the handle appended");
+    let got: Vec<_> = p1.fetch(1, 1 << 20)?.records().map(|r| r.map(|r| r.value.map(<[u8]>::to_vec))).collect::<runnel::Result<_>>()?;
+    assert_eq!(got, [Some(b"b".to_vec())]);
+    assert!(matches!(log.partition_handle("h", 2), Err(Error::UnknownTopicOrPartition { partition: Some(2), .. })));
+    assert!(matches!(log.partition_handle("__consumer_offsets", 0)?.append(&[Record::new(b"x")], Acks::All), Err(Error::ReadOnly(_))));
+
+    log.delete_topic("h")?;
+    assert!(matches!(p1.append(&[Record::new(b"c")], Acks::All), Err(Error::UnknownTopicOrPartition { .. })));
+    assert!(matches!(p1.fetch(0, 1 << 20), Err(Error::UnknownTopicOrPartition { .. })));
+
+    log.create_topic("g", 1, TopicConfig::default())?;
+    let g0 = log.partition_handle("g", 0)?;
+    g0.append(&[Record::new(b"before close")], Acks::One)?;
+    log.close()?;
+    assert!(matches!(g0.append(&[Record::new(b"after close")], Acks::One), Err(Error::Closed)), "no write past the trimmed file");
+    let log = open(dir.path())?;
+    assert_eq!(log.high_watermark("g", 0)?, 1);
+    Ok(())
+}

@@ -17,11 +17,12 @@ use crate::format::Record;
 use crate::format::batch::ProducerFields;
 use crate::format::meta::{self, Catalog, TopicMeta};
 use crate::groups::{self, CONSUMER_OFFSETS_TOPIC, Groups, OffsetAndMetadata, OffsetCommit, PartitionLag};
-use crate::log::partition::{Loaded, now_ms};
+use crate::log::partition::{Loaded, LogEnv, now_ms};
 use crate::log::recovery::{LoadContext, RecoveryReport, load_partition};
 use crate::log::{AppendResult, Fetched, Partition};
 use crate::partitioner;
 use crate::storage::OpenSegments;
+use crate::storage::prefault::Prefaulter;
 use crate::storage::vfs::{OpenMode, OsFs, VFile, Vfs};
 
 /// Name of the lock file in the data directory.
@@ -113,6 +114,70 @@ pub struct PartitionDescription {
     pub size_bytes: u64,
 }
 
+/// One partition of a topic, from [`Log::partition_handle`]: the same calls as on [`Log`], without
+/// the lookup of topic and partition. Cheap to clone; `Send + Sync`.
+#[derive(Clone)]
+pub struct PartitionHandle {
+    part: Arc<Partition>,
+    internal: bool,
+}
+
+impl std::fmt::Debug for PartitionHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PartitionHandle").field("topic", &self.part.topic).field("partition", &self.part.id).finish()
+    }
+}
+
+impl PartitionHandle {
+    /// The topic.
+    pub fn topic(&self) -> &str {
+        &self.part.topic
+    }
+
+    /// The partition number.
+    pub fn partition(&self) -> u32 {
+        self.part.id
+    }
+
+    /// Appends `records` as one batch; see [`Log::append`].
+    pub fn append(&self, records: &[Record<'_>], acks: Acks) -> Result<AppendResult> {
+        if self.internal {
+            return Err(Error::ReadOnly(format!("internal topic {}", self.part.topic)));
+        }
+        self.part.append(records, acks, ProducerFields::NONE, false)
+    }
+
+    /// Reads from `offset`; see [`Log::fetch`].
+    pub fn fetch(&self, offset: u64, max_bytes: u64) -> Result<Fetched> {
+        self.part.fetch(offset, max_bytes)
+    }
+
+    /// Waits until every offset below `offset` is fsync'd; see [`Log::sync_to`].
+    pub fn sync_to(&self, offset: u64) -> Result<()> {
+        self.part.sync_to(offset.min(self.part.log_end_offset()))
+    }
+
+    /// The first offset still in the partition.
+    pub fn log_start_offset(&self) -> u64 {
+        self.part.log_start_offset()
+    }
+
+    /// The end of what readers may see.
+    pub fn high_watermark(&self) -> u64 {
+        self.part.high_watermark()
+    }
+
+    /// The end of what is fsync'd.
+    pub fn durable_offset(&self) -> u64 {
+        self.part.durable_offset()
+    }
+
+    /// The offset the next appended record will get.
+    pub fn log_end_offset(&self) -> u64 {
+        self.part.log_end_offset()
+    }
+}
+
 /// One segment of a partition, as [`Log::segments`] reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SegmentInfo {
@@ -141,7 +206,7 @@ struct Shared {
     dir: PathBuf,
     vfs: Arc<dyn Vfs>,
     options: LogOptions,
-    cache: Arc<OpenSegments>,
+    env: LogEnv,
     _lock: Arc<dyn VFile>,
     catalog: Mutex<Catalog>,
     topics: RwLock<TopicMap>,
@@ -171,6 +236,7 @@ struct Shared {
 pub struct Log {
     shared: Arc<Shared>,
     maintenance: Option<JoinHandle<()>>,
+    prefault: Option<JoinHandle<()>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -275,6 +341,8 @@ impl Log {
             _ => HashMap::new(),
         };
         let cache = Arc::new(OpenSegments::new(options.max_open_segments));
+        let (prefaulter, prefault) = Prefaulter::start().map_err(|e| Error::io("spawn thread", dir, e))?;
+        let env = LogEnv { vfs: vfs.clone(), cache: cache.clone(), prefaulter: Some(prefaulter) };
         let quarantine = dir.join(QUARANTINE_DIR);
 
         // Partition directories: keep those of catalogued topics, remove those a crashed create or
@@ -348,7 +416,7 @@ impl Log {
                 if report != RecoveryReport::default() {
                     reports.push((t.name.clone(), p, report));
                 }
-                parts.push(Arc::new(Partition::new(name.clone(), p, pdir, vfs.clone(), config.clone(), cache.clone(), loaded)));
+                parts.push(Arc::new(Partition::new(name.clone(), p, pdir, config.clone(), &env, loaded)));
             }
             topics.insert(
                 t.name.clone(),
@@ -365,7 +433,7 @@ impl Log {
         let mut catalog = catalog;
         if !topics.contains_key(CONSUMER_OFFSETS_TOPIC) {
             let config = Arc::new(internal_config(&options));
-            let t = create_topic_files(&*vfs, &vfs, dir, &mut catalog, CONSUMER_OFFSETS_TOPIC, 1, &config, &[], &cache)?;
+            let t = create_topic_files(&*vfs, &vfs, dir, &mut catalog, CONSUMER_OFFSETS_TOPIC, 1, &config, &[], &env)?;
             topics.insert(CONSUMER_OFFSETS_TOPIC.to_string(), t);
         }
         let offsets_partition =
@@ -376,7 +444,7 @@ impl Log {
             dir: dir.to_path_buf(),
             vfs,
             options,
-            cache,
+            env,
             _lock: lock_file,
             catalog: Mutex::new(catalog),
             topics: RwLock::new(topics),
@@ -396,7 +464,7 @@ impl Log {
         } else {
             None
         };
-        Ok(Log { shared, maintenance })
+        Ok(Log { shared, maintenance, prefault: Some(prefault) })
     }
 
     /// The data directory.
@@ -445,8 +513,7 @@ impl Log {
         let overrides: Vec<(String, String)> = config.overrides().into_iter().map(|(k, v)| (k.to_string(), v)).collect();
         let meta = TopicMeta { id: 0, name: name.to_string(), partitions, config: overrides.clone() };
         let effective = config_from(&meta, &s.options.default_topic_config)?;
-        let topic =
-            create_topic_files(&*s.vfs, &s.vfs, &s.dir, &mut catalog, name, partitions, &Arc::new(effective), &overrides, &s.cache)?;
+        let topic = create_topic_files(&*s.vfs, &s.vfs, &s.dir, &mut catalog, name, partitions, &Arc::new(effective), &overrides, &s.env)?;
         s.topics.write().unwrap_or_else(|e| e.into_inner()).insert(name.to_string(), topic);
         // A checkpoint entry left by an earlier topic of the same name must not vouch for this one.
         write_checkpoint(s)
@@ -531,7 +598,7 @@ impl Log {
         }
         let mut new_parts = Vec::new();
         for p in current..partitions {
-            new_parts.push(new_partition(&*s.vfs, &s.vfs, &s.dir, &topic.name, topic.id, p, &topic.config, &s.cache)?);
+            new_parts.push(new_partition(&*s.vfs, &s.vfs, &s.dir, &topic.name, topic.id, p, &topic.config, &s.env)?);
         }
         s.vfs.sync_dir(&s.dir).map_err(|e| Error::io("fsync", &s.dir, e))?;
         let mut next = catalog.clone();
@@ -574,6 +641,30 @@ impl Log {
             t.partition(p)?
         };
         part.append(records, acks, ProducerFields::NONE, false)
+    }
+
+    /// A handle on one partition. Appends and fetches through it skip the topic lookup, which
+    /// matters in a loop of small appends. The handle stays valid while the topic exists and the
+    /// log is open; afterwards its calls fail with [`Error::UnknownTopicOrPartition`] or
+    /// [`Error::Closed`].
+    ///
+    /// ```
+    /// # fn main() -> runnel::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let log = runnel::Log::open(dir.path(), runnel::LogOptions::default())?;
+    /// # log.create_topic("t", 2, runnel::TopicConfig::default())?;
+    /// let p1 = log.partition_handle("t", 1)?;
+    /// for i in 0..10u8 {
+    ///     p1.append(&[runnel::Record::new(&[i])], runnel::Acks::One)?;
+    /// }
+    /// p1.sync_to(p1.log_end_offset())?;
+    /// assert_eq!(p1.high_watermark(), 10);
+    /// # Ok(()) }
+    /// ```
+    pub fn partition_handle(&self, topic: &str, partition: u32) -> Result<PartitionHandle> {
+        let topics = self.shared.topics.read().unwrap_or_else(|e| e.into_inner());
+        let t = topics.get(topic).ok_or_else(|| Error::unknown(topic, None))?;
+        Ok(PartitionHandle { part: t.partition(partition)?, internal: t.internal })
     }
 
     /// Reads complete batches from `offset` on, up to about `max_bytes` (at least one batch is
@@ -727,7 +818,7 @@ impl Log {
 
     /// Number of sealed segments currently mapped (bounded by `max_open_segments`).
     pub fn open_segment_count(&self) -> usize {
-        self.shared.cache.len()
+        self.shared.env.cache.len()
     }
 
     /// Closes the log cleanly: syncs every partition, trims active segments, writes indexes, the
@@ -747,6 +838,12 @@ impl Log {
             cv.notify_all();
         }
         if let Some(h) = self.maintenance.take() {
+            let _ = h.join();
+        }
+        if let Some(p) = &s.env.prefaulter {
+            p.stop();
+        }
+        if let Some(h) = self.prefault.take() {
             let _ = h.join();
         }
         let mut first_err = None;
@@ -812,7 +909,7 @@ fn new_partition(
     topic_id: u64,
     p: u32,
     config: &Arc<TopicConfig>,
-    cache: &Arc<OpenSegments>,
+    env: &LogEnv,
 ) -> Result<Arc<Partition>> {
     let pdir: Arc<Path> = Arc::from(data_dir.join(format!("{topic}-{p}")));
     create_partition_dir(vfs, data_dir, &pdir, topic_id)?;
@@ -827,7 +924,7 @@ fn new_partition(
         quarantine_dir: &data_dir.join(QUARANTINE_DIR),
     };
     let (loaded, _): (Loaded, _) = load_partition(&ctx)?;
-    Ok(Arc::new(Partition::new(topic.clone(), p, pdir, vfs_arc.clone(), config.clone(), cache.clone(), loaded)))
+    Ok(Arc::new(Partition::new(topic.clone(), p, pdir, config.clone(), env, loaded)))
 }
 
 /// Creates a topic's directories, then commits it to the catalog (the commit point).
@@ -841,14 +938,14 @@ fn create_topic_files(
     partitions: u32,
     config: &Arc<TopicConfig>,
     overrides: &[(String, String)],
-    cache: &Arc<OpenSegments>,
+    env: &LogEnv,
 ) -> Result<Arc<Topic>> {
     let id = catalog.next_topic_id;
     let tname: Arc<str> = Arc::from(name);
     let mut parts = Vec::new();
     let mut result = Ok(());
     for p in 0..partitions {
-        match new_partition(vfs, vfs_arc, dir, &tname, id, p, config, cache) {
+        match new_partition(vfs, vfs_arc, dir, &tname, id, p, config, env) {
             Ok(part) => parts.push(part),
             Err(e) => {
                 result = Err(e);

@@ -16,6 +16,7 @@ use crate::format::Record;
 use crate::format::batch::{self, BatchHeader, BatchView, ProducerFields};
 use crate::log::fetch::Fetched;
 use crate::storage::OpenSegments;
+use crate::storage::prefault::Prefaulter;
 use crate::storage::segment::{ActiveSegment, Segment};
 use crate::storage::vfs::{VFile, Vfs};
 
@@ -51,6 +52,7 @@ pub struct Partition {
     vfs: Arc<dyn Vfs>,
     pub(crate) config: Arc<TopicConfig>,
     cache: Arc<OpenSegments>,
+    prefaulter: Option<Prefaulter>,
     leo: AtomicU64,
     hw: AtomicU64,
     durable: AtomicU64,
@@ -58,13 +60,14 @@ pub struct Partition {
     last_sync_ms: AtomicI64,
     poisoned: AtomicBool,
     deleted: AtomicBool,
+    closed: AtomicBool,
     segments: RwLock<Arc<Vec<Arc<Segment>>>>,
     writer: Mutex<Writer>,
     sync: Mutex<SyncState>,
     /// Signalled when a sync round ends (waiters check whether they are covered).
     synced: Condvar,
-    /// Signalled when an appender starts waiting (a gathering leader counts arrivals).
-    arrived: Condvar,
+    /// acks=all batches written so far: a gathering leader counts arrivals with it.
+    acks_all_batches: AtomicU64,
 }
 
 /// The group-commit state, under `Partition::sync`.
@@ -74,20 +77,33 @@ struct SyncState {
     leader: bool,
     /// Callers waiting for a round to cover them.
     waiting: u32,
-    /// How many callers the last round covered: the leader waits (briefly) for as many to arrive.
+    /// How many callers the last round released: a leader waits (briefly) for as many new
+    /// acks=all batches, since callers released by one round usually come straight back.
     last_round: u32,
+    /// `acks_all_batches` when the last leader started gathering.
+    batches_at_last_round: u64,
 }
 
 /// The longest a group-commit leader waits for the appenders of the previous round to come back.
 const GATHER: Duration = Duration::from_micros(100);
 
-/// Milliseconds since the Unix epoch.
+/// Milliseconds since the Unix epoch (one vDSO call; cheaper than `SystemTime` arithmetic).
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Realtime);
+    t.tv_sec.saturating_mul(1000).saturating_add(t.tv_nsec / 1_000_000)
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// What every partition of a log shares: the file system, the open-segment cache and the
+/// prefault thread.
+#[derive(Clone)]
+pub(crate) struct LogEnv {
+    pub vfs: Arc<dyn Vfs>,
+    pub cache: Arc<OpenSegments>,
+    pub prefaulter: Option<Prefaulter>,
 }
 
 /// What a partition's files were found to hold, ready to build a [`Partition`].
@@ -97,15 +113,9 @@ pub(crate) struct Loaded {
 }
 
 impl Partition {
-    pub(crate) fn new(
-        topic: Arc<str>,
-        id: u32,
-        dir: Arc<Path>,
-        vfs: Arc<dyn Vfs>,
-        config: Arc<TopicConfig>,
-        cache: Arc<OpenSegments>,
-        loaded: Loaded,
-    ) -> Partition {
+    pub(crate) fn new(topic: Arc<str>, id: u32, dir: Arc<Path>, config: Arc<TopicConfig>, env: &LogEnv, mut loaded: Loaded) -> Partition {
+        let (vfs, cache, prefaulter) = (env.vfs.clone(), env.cache.clone(), env.prefaulter.clone());
+        loaded.active.set_prefaulter(prefaulter.clone());
         let leo = loaded.active.segment().next_offset();
         let log_start = loaded.segments.first().map_or(leo, |s| s.base_offset);
         Partition {
@@ -115,6 +125,7 @@ impl Partition {
             vfs,
             config,
             cache,
+            prefaulter,
             leo: AtomicU64::new(leo),
             hw: AtomicU64::new(leo),
             durable: AtomicU64::new(leo),
@@ -122,6 +133,7 @@ impl Partition {
             last_sync_ms: AtomicI64::new(now_ms()),
             poisoned: AtomicBool::new(false),
             deleted: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
             segments: RwLock::new(Arc::new(loaded.segments)),
             writer: Mutex::new(Writer {
                 active: loaded.active,
@@ -132,7 +144,7 @@ impl Partition {
             }),
             sync: Mutex::new(SyncState::default()),
             synced: Condvar::new(),
-            arrived: Condvar::new(),
+            acks_all_batches: AtomicU64::new(0),
         }
     }
 
@@ -176,6 +188,9 @@ impl Partition {
         if self.deleted.load(Ordering::Acquire) {
             return Err(Error::unknown(&self.topic, Some(self.id)));
         }
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
         if self.poisoned.load(Ordering::Acquire) {
             return Err(Error::Poisoned { topic: self.topic.to_string(), partition: self.id });
         }
@@ -204,6 +219,22 @@ impl Partition {
         }
         self.check_writable()?;
         let now = now_ms();
+        let next = self.write_batch(records, now, producer, control, max)?;
+        if acks == Acks::All {
+            self.acks_all_batches.fetch_add(1, Ordering::Relaxed);
+            self.sync_to(next)?;
+        }
+        let n = records.len() as u64;
+        Ok(AppendResult {
+            partition: self.id,
+            base_offset: next - n,
+            last_offset: next - 1,
+            log_append_time: if self.config.message_timestamp_type == crate::format::TimestampType::LogAppendTime { now } else { -1 },
+        })
+    }
+
+    /// Encodes and copies one batch in under the writer lock. Returns the new log end offset.
+    fn write_batch(&self, records: &[Record<'_>], now: i64, producer: ProducerFields, control: bool, max: u64) -> Result<u64> {
         let next = {
             let mut w = lock(&self.writer);
             self.check_writable()?;
@@ -238,16 +269,7 @@ impl Partition {
             }
             next
         };
-        if acks == Acks::All {
-            self.sync_to(next)?;
-        }
-        let n = records.len() as u64;
-        Ok(AppendResult {
-            partition: self.id,
-            base_offset: next - n,
-            last_offset: next - 1,
-            log_append_time: if self.config.message_timestamp_type == crate::format::TimestampType::LogAppendTime { now } else { -1 },
-        })
+        Ok(next)
     }
 
     /// Seals the active segment and starts a new one at the log end offset. Holds the writer lock.
@@ -265,6 +287,8 @@ impl Partition {
             self.config.index_interval_bytes,
         )
         .map_err(|e| self.poison(e))?;
+        let mut new = new;
+        new.set_prefaulter(self.prefaulter.clone());
         let new_seg = new.segment().clone();
         let old = std::mem::replace(&mut w.active, new);
         let (sealed, file) = old.into_parts();
@@ -302,48 +326,44 @@ impl Partition {
     ///
     /// Group commit: one caller at a time is the leader and fsyncs everything written so far;
     /// the others wait on a condition variable and return as soon as a round covers them. Before
-    /// it snapshots, a leader waits up to 100 µs for as many callers as the previous round covered,
-    /// so that appenders returning from one round share the next fsync instead of each starting
-    /// their own. A lone appender (previous round of one) never waits.
+    /// it snapshots, a leader waits up to 100 µs for as many new acks=all batches as the previous
+    /// round released callers (they usually come straight back with their next append), so that
+    /// they share its fsync instead of each starting their own. A lone appender never waits.
     pub fn sync_to(&self, target: u64) -> Result<()> {
         if self.durable.load(Ordering::Acquire) >= target {
             return Ok(());
         }
         let mut st = lock(&self.sync);
-        st.waiting += 1;
-        self.arrived.notify_one();
         loop {
             if self.durable.load(Ordering::Acquire) >= target {
-                st.waiting -= 1;
                 return Ok(());
             }
-            if let Err(e) = self.check_writable() {
-                st.waiting -= 1;
-                return Err(e);
-            }
+            self.check_writable()?;
             if !st.leader {
                 break;
             }
+            st.waiting += 1;
             st = self.synced.wait(st).unwrap_or_else(|e| e.into_inner());
+            st.waiting -= 1;
         }
         st.leader = true;
-        st.waiting -= 1;
-        if st.last_round > 1 {
+        let (want, since) = (u64::from(st.last_round), st.batches_at_last_round);
+        drop(st);
+        if want > 1 {
+            // Gather: give the appenders released by the last round the chance to write their next
+            // batch before this round's snapshot. Yielding (rather than sleeping) hands the CPU to
+            // exactly those threads.
             let deadline = Instant::now() + GATHER;
-            while st.waiting + 1 < st.last_round {
-                let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    break;
-                }
-                st = self.arrived.wait_timeout(st, left).unwrap_or_else(|e| e.into_inner()).0;
+            while self.acks_all_batches.load(Ordering::Relaxed).saturating_sub(since) < want && Instant::now() < deadline {
+                std::thread::yield_now();
             }
         }
-        let round = st.waiting + 1;
-        drop(st);
+        let batches = self.acks_all_batches.load(Ordering::Relaxed);
         let result = self.sync_now();
         let mut st = lock(&self.sync);
         st.leader = false;
-        st.last_round = round;
+        st.last_round = st.waiting + 1;
+        st.batches_at_last_round = batches;
         drop(st);
         self.synced.notify_all();
         result
@@ -560,6 +580,9 @@ impl Partition {
             self.sync()?;
         }
         let w = lock(&self.writer);
+        // After this, appends (through a handle that outlived the log) fail with `Closed` instead
+        // of writing past the trimmed end of the file.
+        self.closed.store(true, Ordering::Release);
         for seg in self.segments().iter().filter(|s| s.is_sealed()) {
             seg.sync_indexes()?;
         }

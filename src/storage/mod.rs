@@ -1,6 +1,7 @@
 //! Files: the I/O seam, segments with their mappings and indexes, and the cache that bounds how
 //! many sealed segments are mapped at once. The only home of `unsafe` in the library.
 
+pub mod prefault;
 pub mod segment;
 pub mod vfs;
 

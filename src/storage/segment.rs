@@ -12,10 +12,11 @@ use std::sync::{Arc, Mutex, RwLock};
 use crate::error::{Error, Result};
 use crate::format::batch::{BatchHeader, BatchView, FrameError, LOG_OVERHEAD};
 use crate::format::index::{self, OffsetEntry, TimeEntry};
+use crate::storage::prefault::Prefaulter;
 use crate::storage::vfs::{Mapping, OpenMode, VFile, Vfs};
 
 /// Batches at least this large are written with write(2) instead of a copy into the mapping.
-pub const PWRITE_THRESHOLD: usize = 16 << 10;
+pub const PWRITE_THRESHOLD: usize = 64 << 10;
 
 /// Disk space for an active segment is reserved in steps of this many bytes.
 pub const ALLOCATION_STEP: u64 = 8 << 20;
@@ -60,6 +61,13 @@ impl SegmentData {
         // Another process writing the files behind runnel's back is outside the contract (as with
         // SQLite or LMDB): the directory lock keeps other runnel writers out.
         unsafe { std::slice::from_raw_parts(map.as_ptr(), len) }
+    }
+
+    /// Faults in `[pos, pos + len)` for writing (advisory).
+    pub fn prefault(&self, pos: usize, len: usize) {
+        if let Some(map) = &self.map {
+            map.prefault(pos, len);
+        }
     }
 
     /// The open file, for sendfile(2).
@@ -440,6 +448,7 @@ pub struct ActiveSegment {
     allocated: u64,
     since_index: u64,
     index_interval: u64,
+    prefaulter: Option<Prefaulter>,
 }
 
 impl ActiveSegment {
@@ -480,7 +489,12 @@ impl ActiveSegment {
         let since_index = ix.offsets.last().map_or(size, |e| size - u64::from(e.position));
         *seg.indexes.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(ix));
         let allocated = file.len().map_err(|e| Error::io("stat", &path, e))?;
-        Ok(ActiveSegment { seg, file, data, capacity, allocated, since_index, index_interval })
+        Ok(ActiveSegment { seg, file, data, capacity, allocated, since_index, index_interval, prefaulter: None })
+    }
+
+    /// Has `prefaulter` fault in allocated space ahead of the writer.
+    pub fn set_prefaulter(&mut self, prefaulter: Option<Prefaulter>) {
+        self.prefaulter = prefaulter;
     }
 
     /// The shared segment.
@@ -511,12 +525,23 @@ impl ActiveSegment {
             let target = (end.div_ceil(ALLOCATION_STEP) * ALLOCATION_STEP).max(end).min(self.capacity);
             let path = self.seg.log_path();
             self.file.allocate(target).map_err(|e| Error::io("fallocate", &path, e))?;
-            if !large && let Some(map) = &self.data.map {
+            if !large {
                 // Small batches are copied through the mapping: fault the new pages in once, here,
                 // rather than one trap per page in the copies that follow.
-                map.prefault(self.allocated as usize, (target - self.allocated) as usize);
+                self.data.prefault(self.allocated as usize, (target - self.allocated) as usize);
             }
             self.allocated = target;
+        }
+        if !large && end + ALLOCATION_STEP > self.allocated && self.allocated < self.capacity {
+            // Keep one step allocated ahead of the writer and have the prefault thread fault it
+            // in meanwhile, so the copies into it find their pages ready.
+            if let Some(p) = &self.prefaulter {
+                let target = (self.allocated + ALLOCATION_STEP).min(self.capacity);
+                let path = self.seg.log_path();
+                self.file.allocate(target).map_err(|e| Error::io("fallocate", &path, e))?;
+                p.request(self.data.clone(), self.allocated as usize, (target - self.allocated) as usize);
+                self.allocated = target;
+            }
         }
         if large {
             // Large batches go through write(2): the kernel copies whole pages into the page cache
