@@ -255,6 +255,9 @@ impl Partition {
                 self.roll(&mut w)?;
             }
             let Writer { active, buf, .. } = &mut *w;
+            // A full disk fails here, before anything is written: the partition stays usable and
+            // appends succeed again once space is freed.
+            active.reserve(buf.len())?;
             if let Err(e) = active.append(buf, &header) {
                 return Err(self.poison(e));
             }

@@ -515,16 +515,22 @@ impl ActiveSegment {
         end <= self.capacity && (size == 0 || end <= segment_bytes)
     }
 
-    /// Copies an encoded batch in at the write position. The caller checked [`ActiveSegment::fits`]
-    /// and that `header` describes `batch`. Readers do not see it until [`Segment::publish`].
-    pub fn append(&mut self, batch: &[u8], header: &BatchHeader) -> Result<()> {
-        let pos = self.seg.size();
-        let end = pos + batch.len() as u64;
-        let large = batch.len() >= PWRITE_THRESHOLD;
+    /// Reserves disk space for a batch of `len` bytes at the write position (fallocate), so that
+    /// writing it cannot fail for lack of space. On failure (a full disk) nothing was written and
+    /// the segment is unchanged. Also keeps one allocation step reserved ahead of the writer, on a
+    /// best-effort basis, for the prefault thread to fault in.
+    pub fn reserve(&mut self, len: usize) -> Result<()> {
+        let end = self.seg.size() + len as u64;
+        let large = len >= PWRITE_THRESHOLD;
         if end > self.allocated {
             let target = (end.div_ceil(ALLOCATION_STEP) * ALLOCATION_STEP).max(end).min(self.capacity);
             let path = self.seg.log_path();
-            self.file.allocate(target).map_err(|e| Error::io("fallocate", &path, e))?;
+            if let Err(e) = self.file.allocate(target) {
+                // A full disk may still have room for exactly this batch.
+                self.file.allocate(end).map_err(|_| Error::io("fallocate", &path, e))?;
+                self.allocated = end;
+                return Ok(());
+            }
             if !large {
                 // Small batches are copied through the mapping: fault the new pages in once, here,
                 // rather than one trap per page in the copies that follow.
@@ -534,14 +540,27 @@ impl ActiveSegment {
         }
         if !large && end + ALLOCATION_STEP > self.allocated && self.allocated < self.capacity {
             // Keep one step allocated ahead of the writer and have the prefault thread fault it
-            // in meanwhile, so the copies into it find their pages ready.
+            // in meanwhile, so the copies into it find their pages ready. Best effort: on a full
+            // disk the step is simply not reserved yet.
             if let Some(p) = &self.prefaulter {
                 let target = (self.allocated + ALLOCATION_STEP).min(self.capacity);
-                let path = self.seg.log_path();
-                self.file.allocate(target).map_err(|e| Error::io("fallocate", &path, e))?;
-                p.request(self.data.clone(), self.allocated as usize, (target - self.allocated) as usize);
-                self.allocated = target;
+                if self.file.allocate(target).is_ok() {
+                    p.request(self.data.clone(), self.allocated as usize, (target - self.allocated) as usize);
+                    self.allocated = target;
+                }
             }
+        }
+        Ok(())
+    }
+
+    /// Copies an encoded batch in at the write position. The caller checked [`ActiveSegment::fits`],
+    /// reserved the space with [`ActiveSegment::reserve`], and that `header` describes `batch`. Readers do not see it until [`Segment::publish`].
+    pub fn append(&mut self, batch: &[u8], header: &BatchHeader) -> Result<()> {
+        let pos = self.seg.size();
+        let end = pos + batch.len() as u64;
+        let large = batch.len() >= PWRITE_THRESHOLD;
+        if end > self.allocated {
+            return Err(Error::InvalidArgument(format!("append of {} bytes at {pos} without reserved space", batch.len())));
         }
         if large {
             // Large batches go through write(2): the kernel copies whole pages into the page cache
