@@ -14,21 +14,15 @@ use crate::config::Acks;
 use crate::error::{Error, Result};
 use crate::format::Record;
 use crate::format::batch::ProducerFields;
+pub use crate::format::meta::OffsetAndMetadata;
+use crate::format::meta::{
+    decode_offset_key as decode_key, decode_offset_value as decode_value, encode_offset_key as encode_key,
+    encode_offset_value as encode_value,
+};
 use crate::log::partition::{Partition, now_ms};
 
 /// Name of the internal topic that holds committed offsets.
 pub const CONSUMER_OFFSETS_TOPIC: &str = "__consumer_offsets";
-
-/// A committed offset, as Kafka's `OffsetAndMetadata`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct OffsetAndMetadata {
-    /// The next offset the group will consume.
-    pub offset: u64,
-    /// Free-form text stored with the commit.
-    pub metadata: String,
-    /// When it was committed (milliseconds since the Unix epoch).
-    pub commit_timestamp: i64,
-}
 
 /// One offset to commit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,79 +61,6 @@ pub(crate) struct Groups {
     /// Bytes the partition held right after the last snapshot (the live state).
     snapshot_bytes: std::sync::atomic::AtomicU64,
     state: Mutex<BTreeMap<String, BTreeMap<Key, OffsetAndMetadata>>>,
-}
-
-const KEY_VERSION: u16 = 1;
-const VALUE_VERSION: u16 = 1;
-
-fn put_str(out: &mut Vec<u8>, s: &str) {
-    out.extend_from_slice(&(s.len() as u16).to_le_bytes());
-    out.extend_from_slice(s.as_bytes());
-}
-
-/// Key: version u16 | group (u16 length + bytes) | topic (u16 length + bytes) | partition u32.
-pub(crate) fn encode_key(group: &str, topic: &str, partition: u32) -> Vec<u8> {
-    let mut k = Vec::with_capacity(10 + group.len() + topic.len());
-    k.extend_from_slice(&KEY_VERSION.to_le_bytes());
-    put_str(&mut k, group);
-    put_str(&mut k, topic);
-    k.extend_from_slice(&partition.to_le_bytes());
-    k
-}
-
-/// Value: version u16 | offset u64 | commit timestamp i64 | metadata (u32 length + bytes).
-pub(crate) fn encode_value(v: &OffsetAndMetadata) -> Vec<u8> {
-    let mut out = Vec::with_capacity(22 + v.metadata.len());
-    out.extend_from_slice(&VALUE_VERSION.to_le_bytes());
-    out.extend_from_slice(&v.offset.to_le_bytes());
-    out.extend_from_slice(&v.commit_timestamp.to_le_bytes());
-    out.extend_from_slice(&(v.metadata.len() as u32).to_le_bytes());
-    out.extend_from_slice(v.metadata.as_bytes());
-    out
-}
-
-fn take<'a>(b: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
-    if b.len() < n {
-        return None;
-    }
-    let (h, t) = b.split_at(n);
-    *b = t;
-    Some(h)
-}
-
-fn take_str(b: &mut &[u8]) -> Option<String> {
-    let n = take(b, 2)?;
-    let n = usize::from(u16::from_le_bytes([n[0], n[1]]));
-    String::from_utf8(take(b, n)?.to_vec()).ok()
-}
-
-pub(crate) fn decode_key(mut b: &[u8]) -> Option<(String, String, u32)> {
-    let v = take(&mut b, 2)?;
-    if u16::from_le_bytes([v[0], v[1]]) != KEY_VERSION {
-        return None;
-    }
-    let group = take_str(&mut b)?;
-    let topic = take_str(&mut b)?;
-    let p = take(&mut b, 4)?;
-    b.is_empty().then(|| (group, topic, u32::from_le_bytes([p[0], p[1], p[2], p[3]])))
-}
-
-pub(crate) fn decode_value(mut b: &[u8]) -> Option<OffsetAndMetadata> {
-    let v = take(&mut b, 2)?;
-    if u16::from_le_bytes([v[0], v[1]]) != VALUE_VERSION {
-        return None;
-    }
-    let u64_of = |b: &mut &[u8]| -> Option<u64> {
-        let mut x = [0u8; 8];
-        x.copy_from_slice(take(b, 8)?);
-        Some(u64::from_le_bytes(x))
-    };
-    let offset = u64_of(&mut b)?;
-    let commit_timestamp = u64_of(&mut b)? as i64;
-    let n = take(&mut b, 4)?;
-    let n = u32::from_le_bytes([n[0], n[1], n[2], n[3]]) as usize;
-    let metadata = String::from_utf8(take(&mut b, n)?.to_vec()).ok()?;
-    b.is_empty().then_some(OffsetAndMetadata { offset, metadata, commit_timestamp })
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -304,18 +225,4 @@ fn chunk_records(records: &[KeyValue], max: u64) -> Vec<&[KeyValue]> {
         out.push(&records[start..]);
     }
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn key_and_value_round_trip() {
-        let k = encode_key("g", "orders", 3);
-        assert_eq!(decode_key(&k), Some(("g".into(), "orders".into(), 3)));
-        let v = OffsetAndMetadata { offset: 42, metadata: "m".into(), commit_timestamp: 7 };
-        assert_eq!(decode_value(&encode_value(&v)), Some(v));
-        assert_eq!(decode_key(&k[..k.len() - 1]), None);
-    }
 }

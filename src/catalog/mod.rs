@@ -401,6 +401,9 @@ impl Log {
                 if !vfs.exists(&pdir) {
                     log::warn!("{}: partition directory is missing; starting it empty", pdir.display());
                     create_partition_dir(&*vfs, dir, &pdir, t.id)?;
+                } else if !vfs.is_dir(&pdir) {
+                    // Never follow a link out of the data directory.
+                    return Err(Error::corrupt(pdir.to_path_buf(), 0, "a partition directory that is not a directory (a symbolic link?)"));
                 }
                 let ctx = LoadContext {
                     vfs: &vfs,

@@ -180,6 +180,65 @@ pub fn decode_partition_metadata(bytes: &[u8]) -> Option<u64> {
     lines.next()?.strip_prefix("topic_id: ")?.parse().ok()
 }
 
+/// A committed offset, as Kafka's `OffsetAndMetadata`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OffsetAndMetadata {
+    /// The next offset the group will consume.
+    pub offset: u64,
+    /// Free-form text stored with the commit.
+    pub metadata: String,
+    /// When it was committed (milliseconds since the Unix epoch).
+    pub commit_timestamp: i64,
+}
+
+const KEY_VERSION: u16 = 1;
+const VALUE_VERSION: u16 = 1;
+
+/// Encodes the key of a `__consumer_offsets` record.
+/// Key: version u16 | group (u16 length + bytes) | topic (u16 length + bytes) | partition u32.
+pub fn encode_offset_key(group: &str, topic: &str, partition: u32) -> Vec<u8> {
+    let mut k = Vec::with_capacity(10 + group.len() + topic.len());
+    k.extend_from_slice(&KEY_VERSION.to_le_bytes());
+    put_str(&mut k, group);
+    put_str(&mut k, topic);
+    k.extend_from_slice(&partition.to_le_bytes());
+    k
+}
+
+/// Encodes the value of a `__consumer_offsets` record.
+/// Value: version u16 | offset u64 | commit timestamp i64 | metadata (u32 length + bytes).
+pub fn encode_offset_value(v: &OffsetAndMetadata) -> Vec<u8> {
+    let mut out = Vec::with_capacity(22 + v.metadata.len());
+    out.extend_from_slice(&VALUE_VERSION.to_le_bytes());
+    out.extend_from_slice(&v.offset.to_le_bytes());
+    out.extend_from_slice(&v.commit_timestamp.to_le_bytes());
+    out.extend_from_slice(&(v.metadata.len() as u32).to_le_bytes());
+    out.extend_from_slice(v.metadata.as_bytes());
+    out
+}
+
+/// Decodes a `__consumer_offsets` key: group, topic, partition.
+pub fn decode_offset_key(b: &[u8]) -> Option<(String, String, u32)> {
+    let mut r = Reader { b };
+    if r.u16().ok()? != KEY_VERSION {
+        return None;
+    }
+    let (group, topic, p) = (r.string().ok()?, r.string().ok()?, r.u32().ok()?);
+    r.b.is_empty().then_some((group, topic, p))
+}
+
+/// Decodes a `__consumer_offsets` value.
+pub fn decode_offset_value(b: &[u8]) -> Option<OffsetAndMetadata> {
+    let mut r = Reader { b };
+    if r.u16().ok()? != VALUE_VERSION {
+        return None;
+    }
+    let (offset, commit_timestamp) = (r.u64().ok()?, r.u64().ok()? as i64);
+    let n = r.u32().ok()? as usize;
+    let metadata = String::from_utf8(r.take(n).ok()?.to_vec()).ok()?;
+    r.b.is_empty().then_some(OffsetAndMetadata { offset, metadata, commit_timestamp })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,5 +274,14 @@ mod tests {
     fn partition_metadata_round_trips() {
         assert_eq!(decode_partition_metadata(&encode_partition_metadata(42)), Some(42));
         assert_eq!(decode_partition_metadata(b"version: 1\ntopic_id: 4\n"), None);
+    }
+
+    #[test]
+    fn offset_key_and_value_round_trip() {
+        let k = encode_offset_key("g", "orders", 3);
+        assert_eq!(decode_offset_key(&k), Some(("g".into(), "orders".into(), 3)));
+        let v = OffsetAndMetadata { offset: 42, metadata: "m".into(), commit_timestamp: 7 };
+        assert_eq!(decode_offset_value(&encode_offset_value(&v)), Some(v));
+        assert_eq!(decode_offset_key(&k[..k.len() - 1]), None);
     }
 }

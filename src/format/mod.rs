@@ -5,6 +5,7 @@ pub mod batch;
 pub mod index;
 pub mod meta;
 pub mod record;
+pub mod scan;
 pub mod varint;
 
 pub use batch::{BatchHeader, BatchView, Headers, RecordView, TimestampType};

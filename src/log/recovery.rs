@@ -8,8 +8,9 @@ use std::sync::Arc;
 use crate::config::TopicConfig;
 use crate::error::{Error, Result};
 use crate::format::index;
+use crate::format::scan::{self, Scan};
 use crate::log::partition::{Loaded, now_ms};
-use crate::storage::segment::{self, ActiveSegment, Scan, Segment, parse_segment_file_name};
+use crate::storage::segment::{self, ActiveSegment, Segment, parse_segment_file_name};
 use crate::storage::vfs::{OpenMode, Vfs};
 
 /// Everything needed to load one partition.
@@ -204,7 +205,7 @@ fn quick_tail_check(vfs: &Arc<dyn Vfs>, dir: &Path, d: &OnDisk, interval: u64) -
     let (start, start_offset) = offsets.last().map_or((0, d.base), |e| (u64::from(e.position), d.base + u64::from(e.relative_offset)));
     let mut tail = vec![0u8; usize::try_from(d.size - start).ok()?];
     f.read_exact_at(&mut tail, start).ok()?;
-    let s = segment::scan(&tail, start_offset, interval, true);
+    let s = scan::scan(&tail, start_offset, interval, true);
     if s.stop.is_some() || s.valid_end != tail.len() as u64 {
         return None;
     }

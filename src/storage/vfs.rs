@@ -55,6 +55,8 @@ pub trait Vfs: Send + Sync + 'static {
     fn sync_dir(&self, path: &Path) -> io::Result<()>;
     /// Whether a path exists (without following a final symbolic link).
     fn exists(&self, path: &Path) -> bool;
+    /// Whether a path is a directory itself (a symbolic link to one is not).
+    fn is_dir(&self, path: &Path) -> bool;
 }
 
 /// An open file.
@@ -174,6 +176,10 @@ impl Vfs for OsFs {
 
     fn exists(&self, path: &Path) -> bool {
         std::fs::symlink_metadata(path).is_ok()
+    }
+
+    fn is_dir(&self, path: &Path) -> bool {
+        std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir())
     }
 }
 
