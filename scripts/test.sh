@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Runs every test: formatting and lints, the Rust unit, integration and doc tests, and a compile of
-# the benchmarks. This is what CI runs (.ci/run calls it).
+# Runs every test: formatting and lints, the Rust unit, integration and doc tests (with the
+# reliability harness's `fault-injection` feature, which the power-loss and fault-injection tests
+# need), and a compile of the benchmarks. This is what CI runs (.ci/run calls it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo fmt --all -- --check
 cargo clippy --all-targets -- -D warnings
-cargo test --all-targets
+cargo clippy --all-targets --features fault-injection -- -D warnings
+cargo test --all-targets --features fault-injection
 cargo test --doc

@@ -47,6 +47,14 @@ pub use format::{Header, Headers, Record, RecordView};
 pub use groups::{CONSUMER_OFFSETS_TOPIC, OffsetAndMetadata, OffsetCommit, PartitionLag};
 pub use log::{AppendResult, Fetched, RecoveryReport};
 
+/// The reliability harness's hooks (feature `fault-injection`): the I/O seam's traits, a simulated
+/// file system with power loss and fault injection, and [`Log::open_with_vfs`] / [`Log::abandon`].
+#[cfg(feature = "fault-injection")]
+pub mod testing {
+    pub use crate::storage::sim::{Fault, Op, SimFs};
+    pub use crate::storage::vfs::{DirEntry, Mapping, OpenMode, OsFs, VFile, Vfs};
+}
+
 /// The README's Rust example is compiled as a doc test so that it cannot rot.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

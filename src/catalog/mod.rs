@@ -296,10 +296,25 @@ impl Log {
     /// cleanly. Fails with [`Error::Locked`] when another handle (in this process or another)
     /// has it open.
     pub fn open(dir: impl AsRef<Path>, options: LogOptions) -> Result<Log> {
-        Self::open_with_vfs(dir.as_ref(), options, Arc::new(OsFs))
+        Self::open_on(dir.as_ref(), options, Arc::new(OsFs))
     }
 
-    pub(crate) fn open_with_vfs(dir: &Path, options: LogOptions, vfs: Arc<dyn Vfs>) -> Result<Log> {
+    /// Opens `dir` on another file system (feature `fault-injection`): the reliability harness
+    /// passes a [`crate::testing::SimFs`].
+    #[cfg(feature = "fault-injection")]
+    pub fn open_with_vfs(dir: impl AsRef<Path>, options: LogOptions, vfs: Arc<dyn Vfs>) -> Result<Log> {
+        Self::open_on(dir.as_ref(), options, vfs)
+    }
+
+    /// Drops the log as a crashed process would (feature `fault-injection`): background threads
+    /// stop, nothing is synced, trimmed or marked clean.
+    #[cfg(feature = "fault-injection")]
+    pub fn abandon(mut self) {
+        self.shared.closed.store(true, Ordering::Release);
+        self.stop_threads();
+    }
+
+    fn open_on(dir: &Path, options: LogOptions, vfs: Arc<dyn Vfs>) -> Result<Log> {
         options.default_topic_config.validate()?;
         let mut missing = Vec::new();
         for a in dir.ancestors() {
@@ -353,6 +368,11 @@ impl Log {
             let Some(name) = e.name.to_str() else { continue };
             if name.ends_with(".tmp") && e.is_file {
                 let _ = vfs.remove_file(&dir.join(name));
+                continue;
+            }
+            if name.ends_with(CREATING_SUFFIX) && e.is_dir {
+                // A partition directory whose creation a crash interrupted: it never held data.
+                vfs.remove_dir_all(&dir.join(name)).map_err(|e| Error::io("remove directory", dir.join(name), e))?;
                 continue;
             }
             let Some((topic, p)) = names::parse_partition_dir(name) else { continue };
@@ -830,11 +850,8 @@ impl Log {
         self.shutdown()
     }
 
-    fn shutdown(&mut self) -> Result<()> {
+    fn stop_threads(&mut self) {
         let s = &self.shared;
-        if s.closed.swap(true, Ordering::AcqRel) {
-            return Ok(());
-        }
         {
             let (m, cv) = &s.stop;
             *lock(m) = true;
@@ -849,6 +866,14 @@ impl Log {
         if let Some(h) = self.prefault.take() {
             let _ = h.join();
         }
+    }
+
+    fn shutdown(&mut self) -> Result<()> {
+        if self.shared.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        self.stop_threads();
+        let s = &self.shared;
         let mut first_err = None;
         for p in self.all_partitions() {
             if let Err(e) = p.close() {
@@ -893,13 +918,25 @@ fn choose_partition(t: &Topic, key: Option<&[u8]>) -> u32 {
     }
 }
 
+/// Suffix of a partition directory being built: `+` cannot appear in a topic name, and one byte
+/// keeps `<249-character topic>-<partition up to 9999>+` within the 255-byte limit of a name.
+const CREATING_SUFFIX: &str = "+";
+
+/// Makes a partition directory that always holds its `partition.metadata`: it is built under a
+/// temporary name and renamed into place, so a crash never leaves `<topic>-<p>` without one.
 fn create_partition_dir(vfs: &dyn Vfs, data_dir: &Path, pdir: &Path, topic_id: u64) -> Result<()> {
     if vfs.exists(pdir) {
         return Err(Error::InvalidArgument(format!("{} already exists and is not a partition of this topic", pdir.display())));
     }
-    vfs.create_dir(pdir).map_err(|e| Error::io("create directory", pdir, e))?;
-    let name = PARTITION_METADATA_FILE;
-    write_atomic(vfs, pdir, name, &meta::encode_partition_metadata(topic_id))?;
+    let mut tmp = pdir.as_os_str().to_owned();
+    tmp.push(CREATING_SUFFIX);
+    let tmp = PathBuf::from(tmp);
+    if vfs.exists(&tmp) {
+        vfs.remove_dir_all(&tmp).map_err(|e| Error::io("remove directory", &tmp, e))?;
+    }
+    vfs.create_dir(&tmp).map_err(|e| Error::io("create directory", &tmp, e))?;
+    write_atomic(vfs, &tmp, PARTITION_METADATA_FILE, &meta::encode_partition_metadata(topic_id))?;
+    vfs.rename(&tmp, pdir).map_err(|e| Error::io("rename", &tmp, e))?;
     vfs.sync_dir(data_dir).map_err(|e| Error::io("fsync", data_dir, e))
 }
 

@@ -3,6 +3,8 @@
 
 pub mod prefault;
 pub mod segment;
+#[cfg(feature = "fault-injection")]
+pub mod sim;
 pub mod vfs;
 
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -60,6 +60,7 @@ pub trait Vfs: Send + Sync + 'static {
 }
 
 /// An open file.
+#[allow(clippy::len_without_is_empty, reason = "a file's emptiness is not a question runnel asks")]
 pub trait VFile: Send + Sync {
     /// Current size in bytes.
     fn len(&self) -> io::Result<u64>;
@@ -85,6 +86,7 @@ pub trait VFile: Send + Sync {
 
 /// A memory mapping of a file. The storage layer reads committed ranges through `as_ptr` and the
 /// writer copies new bytes in with `write`.
+#[allow(clippy::len_without_is_empty, reason = "a mapping is never empty")]
 pub trait Mapping: Send + Sync {
     /// Start of the mapping. Valid for `len()` bytes for as long as the mapping lives.
     fn as_ptr(&self) -> *const u8;
