@@ -23,9 +23,12 @@
 //!
 //! `RUNNEL_TEST_SCALE=<n>` multiplies the sampled (non-exhaustive) cases.
 
+mod common;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use common::{Rng, copy_tree, scale};
 use runnel::format::BatchView;
 use runnel::{Acks, AppendResult, Error, Header, Log, LogOptions, Record, TopicConfig};
 use tempfile::TempDir;
@@ -36,31 +39,6 @@ const CHECKPOINT: &str = "recovery-point-offset-checkpoint";
 const CATALOG: &str = "catalog";
 const QUARANTINE: &str = "quarantine";
 const FIRST_LOG: &str = "00000000000000000000.log";
-
-fn scale() -> usize {
-    std::env::var("RUNNEL_TEST_SCALE").ok().and_then(|s| s.parse().ok()).unwrap_or(1usize).max(1)
-}
-
-/// A small deterministic PRNG (SplitMix64), so every run damages the same way.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next() as u8).collect()
-    }
-}
 
 /// A record as the tests know it, owned.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -116,21 +94,6 @@ fn read_all(log: &Log) -> (Vec<Rec>, Vec<u8>) {
         offset = f.next_offset();
     }
     (recs, raw)
-}
-
-/// Copies a directory tree with std::fs (regular files and directories only).
-fn copy_tree(from: &Path, to: &Path) {
-    fs::create_dir_all(to).expect("create directory");
-    for e in fs::read_dir(from).expect("read directory") {
-        let e = e.expect("directory entry");
-        let ty = e.file_type().expect("file type");
-        let dst = to.join(e.file_name());
-        if ty.is_dir() {
-            copy_tree(&e.path(), &dst);
-        } else if ty.is_file() {
-            fs::copy(e.path(), &dst).expect("copy file");
-        }
-    }
 }
 
 /// Every regular file under `dir`, relative path and contents, sorted.

@@ -7,9 +7,12 @@
 //! - `Log::open` deleted a catalogued partition's directory when a damaged `partition.metadata`
 //!   named another topic id, then recreated it empty (now open fails with `Corrupt`).
 
+mod common;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use common::copy_tree;
 use runnel::format::BatchView;
 use runnel::{Acks, Header, Log, LogOptions, Record, TopicConfig};
 use tempfile::TempDir;
@@ -70,20 +73,6 @@ fn read_all(log: &Log) -> Vec<Rec> {
         offset = f.next_offset();
     }
     out
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    fs::create_dir_all(to).expect("create directory");
-    for e in fs::read_dir(from).expect("read directory") {
-        let e = e.expect("directory entry");
-        let ty = e.file_type().expect("file type");
-        let dst = to.join(e.file_name());
-        if ty.is_dir() {
-            copy_tree(&e.path(), &dst);
-        } else if ty.is_file() {
-            fs::copy(e.path(), &dst).expect("copy file");
-        }
-    }
 }
 
 /// Every regular file under `dir` (recursively), by path relative to it, with its contents.

@@ -16,6 +16,8 @@
 //! - topics and committed offsets are what was acknowledged (or what was in flight);
 //! - the reopened log accepts appends again.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
@@ -219,7 +221,7 @@ fn run(fault: Option<Fault>) -> (u64, u64) {
 
 #[test]
 fn every_failing_operation_leaves_a_consistent_recoverable_log() {
-    let scale: u64 = std::env::var("RUNNEL_TEST_SCALE").ok().and_then(|s| s.parse().ok()).unwrap_or(1);
+    let scale = common::scale() as u64;
     let kinds = [Op::Write, Op::Sync, Op::Allocate, Op::SetLen, Op::Rename, Op::Open, Op::Mmap, Op::Remove, Op::Mkdir, Op::Read];
     let (mut runs, mut injected) = (0u64, 0u64);
     for op in kinds {

@@ -20,6 +20,8 @@
 //! rolls. Kills can also land while a child is still recovering or creating the topic. 20 rounds by
 //! default; `RUNNEL_TEST_SCALE=<n>` runs 20·n, on a fresh directory every 20 rounds.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -27,6 +29,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::{Rng, copy_tree, scale};
 use runnel::{Acks, Header, Log, LogOptions, Record, TopicConfig};
 
 const CHILD_ENV: &str = "RUNNEL_KILL9_CHILD";
@@ -39,27 +42,6 @@ const TEST_NAME: &str = "acknowledged_appends_survive_sigkill_at_random_moments"
 const TOPIC: &str = "k9";
 /// Rounds that share one data directory.
 const EPOCH: usize = 20;
-
-fn scale() -> usize {
-    std::env::var("RUNNEL_TEST_SCALE").ok().and_then(|s| s.parse().ok()).unwrap_or(1usize).max(1)
-}
-
-/// SplitMix64.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
 
 fn clock_seed() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64) ^ u64::from(std::process::id())
@@ -147,20 +129,6 @@ impl Drop for KillOnDrop {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
-    }
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("create directory");
-    for e in std::fs::read_dir(from).expect("read directory") {
-        let e = e.expect("directory entry");
-        let ty = e.file_type().expect("file type");
-        let dst = to.join(e.file_name());
-        if ty.is_dir() {
-            copy_tree(&e.path(), &dst);
-        } else if ty.is_file() {
-            std::fs::copy(e.path(), &dst).expect("copy file");
-        }
     }
 }
 

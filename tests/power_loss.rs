@@ -20,7 +20,11 @@
 //! Then the workload continues on the reopened log, and dies again, several times per seed.
 //! `RUNNEL_TEST_SCALE` multiplies the number of seeds.
 
+mod common;
+
 use std::collections::BTreeMap;
+
+use common::{Rng, scale};
 
 use runnel::testing::SimFs;
 use runnel::{Acks, Error, Log, LogOptions, OffsetCommit, Record, TopicConfig};
@@ -28,17 +32,6 @@ use runnel::{Acks, Error, Log, LogOptions, OffsetCommit, Record, TopicConfig};
 const DIR: &str = "/data";
 const TOPICS: [&str; 3] = ["a", "b", "c"];
 const GROUPS: [&str; 2] = ["g0", "g1"];
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n.max(1)
-    }
-}
 
 /// A topic and partition.
 type Key = (String, u32);
@@ -97,13 +90,13 @@ fn open(fs: &SimFs) -> Log {
 
 /// Runs one step of the workload. Returns false once the machine is dead.
 fn step(log: &Log, fs: &SimFs, m: &mut Model, rng: &mut Rng) -> bool {
-    let topic = TOPICS[rng.next(TOPICS.len() as u64) as usize].to_string();
-    match rng.next(20) {
+    let topic = TOPICS[rng.below(TOPICS.len() as u64) as usize].to_string();
+    match rng.below(20) {
         0 => {
             if m.topics.contains_key(&topic) {
                 return true;
             }
-            let (partitions, retention, written) = (1 + rng.next(2) as u32, rng.next(3) == 0, rng.next(2) == 0);
+            let (partitions, retention, written) = (1 + rng.below(2) as u32, rng.below(3) == 0, rng.below(2) == 0);
             m.in_flight_topic = Some(topic.clone());
             match log.create_topic(&topic, partitions, config(retention, written)) {
                 Ok(()) => {
@@ -118,7 +111,7 @@ fn step(log: &Log, fs: &SimFs, m: &mut Model, rng: &mut Rng) -> bool {
             }
         }
         1 => {
-            if !m.topics.contains_key(&topic) || rng.next(3) != 0 {
+            if !m.topics.contains_key(&topic) || rng.below(3) != 0 {
                 return true;
             }
             m.in_flight_topic = Some(topic.clone());
@@ -142,13 +135,13 @@ fn step(log: &Log, fs: &SimFs, m: &mut Model, rng: &mut Rng) -> bool {
         }
         4 | 5 => {
             let Some(&(partitions, _)) = m.topics.get(&topic) else { return true };
-            let p = rng.next(u64::from(partitions)) as u32;
-            let group = GROUPS[rng.next(2) as usize].to_string();
+            let p = rng.below(u64::from(partitions)) as u32;
+            let group = GROUPS[rng.below(2) as usize].to_string();
             let hw = match log.high_watermark(&topic, p) {
                 Ok(hw) => hw,
                 Err(e) => return expect_dead(fs, &e),
             };
-            let offset = rng.next(hw + 1);
+            let offset = rng.below(hw + 1);
             let key = (group.clone(), topic.clone(), p);
             m.commits.entry(key.clone()).or_default().1 = Some(offset);
             match log.commit_offsets(&group, &[OffsetCommit { topic: &topic, partition: p, offset, metadata: "m" }]) {
@@ -160,18 +153,18 @@ fn step(log: &Log, fs: &SimFs, m: &mut Model, rng: &mut Rng) -> bool {
         }
         _ => {
             let Some(&(partitions, _)) = m.topics.get(&topic) else { return true };
-            let p = rng.next(u64::from(partitions)) as u32;
-            let n = 1 + rng.next(4) as usize;
+            let p = rng.below(u64::from(partitions)) as u32;
+            let n = 1 + rng.below(4) as usize;
             let values: Vec<Vec<u8>> = (0..n)
                 .map(|_| {
                     m.seq += 1;
                     let mut v = format!("{topic}-{p}-{}-", m.seq).into_bytes();
-                    v.resize(v.len() + rng.next(150) as usize, b'x');
+                    v.resize(v.len() + rng.below(150) as usize, b'x');
                     v
                 })
                 .collect();
             let records: Vec<Record<'_>> = values.iter().map(|v| Record::new(v)).collect();
-            let acks = [Acks::Zero, Acks::One, Acks::All][rng.next(3) as usize];
+            let acks = [Acks::Zero, Acks::One, Acks::All][rng.below(3) as usize];
             match log.append(&topic, Some(p), &records, acks) {
                 Ok(at) => {
                     let recs = m.records.entry((topic.clone(), p)).or_default();
@@ -294,7 +287,7 @@ fn run_seed(seed: u64, stats: &mut Stats) {
     let mut m = Model::default();
     let mut log = open(&fs);
     for round in 0..4 {
-        let budget = fs.ops() + 1 + rng.next(600);
+        let budget = fs.ops() + 1 + rng.below(600);
         fs.crash_at(budget);
         let mut steps = 0;
         while steps < 200 && step(&log, &fs, &mut m, &mut rng) {
@@ -312,7 +305,7 @@ fn run_seed(seed: u64, stats: &mut Stats) {
 
 #[test]
 fn acknowledged_data_survives_power_loss_at_random_points() {
-    let scale: u64 = std::env::var("RUNNEL_TEST_SCALE").ok().and_then(|s| s.parse().ok()).unwrap_or(1);
+    let scale = scale() as u64;
     let mut stats = Stats { crashes: 0, ops: 0, records_checked: 0 };
     for seed in 1..=30 * scale {
         run_seed(seed, &mut stats);

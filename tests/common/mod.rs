@@ -138,3 +138,47 @@ pub fn partition_dir(dir: &Path, topic: &str, p: u32) -> PathBuf {
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
+
+/// How much longer than the default to run the scaled tests (`RUNNEL_TEST_SCALE`, default 1).
+pub fn scale() -> usize {
+    std::env::var("RUNNEL_TEST_SCALE").ok().and_then(|s| s.parse().ok()).unwrap_or(1usize).max(1)
+}
+
+/// A small deterministic PRNG (SplitMix64), so every run of a seed does the same thing.
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// The next 64 random bits.
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// A number below `n` (0 when `n` is 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+
+    /// `n` random bytes.
+    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| self.next() as u8).collect()
+    }
+}
+
+/// Copies a directory tree (regular files and directories).
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create directory");
+    for e in std::fs::read_dir(from).expect("read directory") {
+        let e = e.expect("directory entry");
+        let ty = e.file_type().expect("file type");
+        let dst = to.join(e.file_name());
+        if ty.is_dir() {
+            copy_tree(&e.path(), &dst);
+        } else if ty.is_file() {
+            std::fs::copy(e.path(), &dst).expect("copy file");
+        }
+    }
+}
