@@ -271,6 +271,35 @@ fn read_small(vfs: &dyn Vfs, path: &Path, limit: u64) -> Result<Option<Vec<u8>>>
     Ok(Some(buf))
 }
 
+/// Checks what a catalog says before anything acts on it: a catalog with a valid checksum may still
+/// have been written by someone else, and its names become paths.
+fn validate_catalog(catalog: &Catalog, defaults: &TopicConfig) -> std::result::Result<(), String> {
+    let mut seen = std::collections::HashSet::new();
+    let mut ids = std::collections::HashSet::new();
+    for t in &catalog.topics {
+        let internal = t.name == CONSUMER_OFFSETS_TOPIC;
+        if !internal {
+            names::validate_topic_name(&t.name).map_err(|e| format!("topic {:?}: {e}", t.name))?;
+            if names::is_internal(&t.name) {
+                return Err(format!("topic {:?} uses the reserved \"__\" prefix", t.name));
+            }
+        }
+        if t.partitions == 0 || t.partitions > MAX_PARTITIONS || (internal && t.partitions != 1) {
+            return Err(format!("topic {:?} has {} partitions", t.name, t.partitions));
+        }
+        if !seen.insert(t.name.as_str()) {
+            return Err(format!("topic {:?} is listed twice", t.name));
+        }
+        if !ids.insert(t.id) {
+            return Err(format!("topic id {} is used twice", t.id));
+        }
+        if !internal {
+            config_from(t, defaults).map_err(|e| format!("topic {:?}: {e}", t.name))?;
+        }
+    }
+    Ok(())
+}
+
 fn config_from(meta: &TopicMeta, defaults: &TopicConfig) -> Result<TopicConfig> {
     let mut c = defaults.clone();
     for (k, v) in &meta.config {
@@ -345,6 +374,7 @@ impl Log {
             Some(b) => meta::decode_catalog(&b).map_err(|r| Error::corrupt(dir.join(CATALOG_FILE), 0, r))?,
             None => Catalog { next_topic_id: 1, topics: Vec::new() },
         };
+        validate_catalog(&catalog, &options.default_topic_config).map_err(|r| Error::corrupt(dir.join(CATALOG_FILE), 0, r))?;
         let checkpoint: HashMap<(String, u32), u64> = match read_small(&*vfs, &dir.join(CHECKPOINT_FILE), 256 << 20) {
             Ok(Some(b)) => match meta::decode_checkpoint(&b) {
                 Ok(entries) => entries.into_iter().map(|(t, p, o)| ((t, p), o)).collect(),

@@ -30,6 +30,10 @@ impl Scan {
     }
 }
 
+/// The longest run of zeros after the last batch that is taken for preallocated space. The writer
+/// reserves space at most two allocation steps ahead of its data.
+pub const MAX_PREALLOCATED_TAIL: u64 = 32 << 20;
+
 /// Walks the batches of `bytes` from the start, checking each (CRC and records when `verify`),
 /// and builds the index entries an append would have made.
 pub fn scan(bytes: &[u8], base_offset: u64, index_interval: u64, verify: bool) -> Scan {
@@ -62,6 +66,11 @@ pub fn scan(bytes: &[u8], base_offset: u64, index_interval: u64, verify: bool) -
             stop = Some(format!("batch has base offset {} where {next} was expected", h.base_offset));
             break;
         }
+        // Index entries hold 32-bit relative offsets and positions, as in Kafka.
+        if h.last_offset() - base_offset > u64::from(u32::MAX) || (pos + h.total_len()) as u64 > u64::from(u32::MAX) {
+            stop = Some("batch lies beyond 2^32 offsets or bytes of the segment's start".to_string());
+            break;
+        }
         if verify {
             if !view.verify_crc() {
                 stop = Some("CRC mismatch".to_string());
@@ -83,9 +92,16 @@ pub fn scan(bytes: &[u8], base_offset: u64, index_interval: u64, verify: bool) -
         next = h.next_offset();
         pos += h.total_len();
     }
-    let zero_tail = bytes[pos..].iter().all(|&b| b == 0);
+    let tail = &bytes[pos..];
+    // Preallocation leaves at most a few allocation steps of zeros; a longer tail is not runnel's,
+    // and is not read byte by byte (it may be a huge sparse file).
+    let zero_tail = tail.len() as u64 <= MAX_PREALLOCATED_TAIL && tail.iter().all(|&b| b == 0);
     if stop.is_none() && !zero_tail {
-        stop = Some("non-zero bytes after the last batch".to_string());
+        stop = Some(if tail.len() as u64 > MAX_PREALLOCATED_TAIL {
+            format!("{} bytes after the last batch, more than preallocation leaves", tail.len())
+        } else {
+            "non-zero bytes after the last batch".to_string()
+        });
     }
     Scan { valid_end: pos as u64, next_offset: next, max_timestamp: max_ts, stop, zero_tail, offsets, times }
 }

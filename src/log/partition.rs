@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use crate::config::{Acks, HighWatermark, TopicConfig};
 use crate::error::{Error, Result};
 use crate::format::Record;
-use crate::format::batch::{self, BatchHeader, BatchView, ProducerFields};
+use crate::format::batch::{self, BatchView, ProducerFields};
 use crate::log::fetch::Fetched;
 use crate::storage::OpenSegments;
 use crate::storage::prefault::Prefaulter;
@@ -251,7 +251,9 @@ impl Partition {
                 (Some(ms), Some(since)) => now.saturating_sub(since) >= ms as i64,
                 _ => false,
             };
-            if !w.active.fits(w.buf.len() as u64, self.config.segment_bytes) || (too_old && w.active.segment().size() > 0) {
+            if !w.active.fits(w.buf.len() as u64, header.last_offset(), self.config.segment_bytes)
+                || (too_old && w.active.segment().size() > 0)
+            {
                 self.roll(&mut w)?;
             }
             let Writer { active, buf, .. } = &mut *w;
@@ -456,9 +458,9 @@ impl Partition {
         let bytes = data.prefix(visible);
         let mut pos = seg.position_for_offset(&data, offset, self.config.index_interval_bytes) as usize;
         let corrupt = |pos: usize, e: batch::FrameError| Error::corrupt(seg.log_path(), pos as u64, e.to_string());
-        // Skip the batches that end before `offset`.
+        // Skip the batches that end before `offset` (each checked to lie within the visible bytes).
         while pos < bytes.len() {
-            let h = BatchHeader::parse(&bytes[pos..]).map_err(|e| corrupt(pos, e))?;
+            let h = *BatchView::parse(&bytes[pos..]).map_err(|e| corrupt(pos, e))?.header();
             if h.next_offset() > offset {
                 break;
             }
@@ -474,6 +476,15 @@ impl Partition {
             }
             next_offset = h.next_offset().min(hw);
             pos += h.total_len();
+        }
+        if pos == start {
+            // Below the high watermark some batch must hold `offset`: returning nothing would leave
+            // a consumer polling the same offset forever.
+            return Err(Error::corrupt(
+                seg.log_path(),
+                start as u64,
+                format!("no batch holds offset {offset}, below the high watermark {hw}"),
+            ));
         }
         Ok(Fetched::new(data, seg.log_path(), start, pos, offset, next_offset, hw, log_start))
     }
@@ -526,7 +537,7 @@ impl Partition {
         let segs = self.segments();
         let hw = self.high_watermark();
         let mut total: u64 = segs.iter().map(|s| s.size()).sum();
-        let mut n = 0;
+        let mut n = 0usize;
         for seg in segs.iter() {
             if !seg.is_sealed() || seg.next_offset() > hw {
                 break;
@@ -539,27 +550,31 @@ impl Partition {
             total -= seg.size();
             n += 1;
         }
-        if n > 0 {
-            self.delete_oldest(n)?;
+        match n.checked_sub(1).and_then(|i| segs.get(i)) {
+            Some(last) => self.delete_through(last.next_offset()),
+            None => Ok(0),
         }
-        Ok(n)
     }
 
     /// Deletes every sealed segment whose records all precede `offset`.
     pub(crate) fn delete_segments_before(&self, offset: u64) -> Result<usize> {
-        let segs = self.segments();
-        let n = segs.iter().take_while(|s| s.is_sealed() && s.next_offset() <= offset && s.next_offset() <= self.high_watermark()).count();
-        if n > 0 {
-            self.delete_oldest(n)?;
-        }
-        Ok(n)
+        self.delete_through(offset)
     }
 
-    fn delete_oldest(&self, n: usize) -> Result<()> {
+    /// Deletes the oldest segments whose records all precede `end`, as the list stands under the
+    /// writer lock (so two retention runs deciding from the same snapshot delete each segment once
+    /// and nothing their policy did not choose), never the active segment nor any segment holding
+    /// offsets at or above the high watermark. Returns how many.
+    fn delete_through(&self, end: u64) -> Result<usize> {
         let _w = lock(&self.writer);
+        let hw = self.high_watermark();
         let removed: Vec<Arc<Segment>> = {
             let mut segs = self.segments.write().unwrap_or_else(|e| e.into_inner());
+            let n = segs.iter().take_while(|s| s.is_sealed() && s.next_offset() <= end && s.next_offset() <= hw).count();
             let n = n.min(segs.len().saturating_sub(1));
+            if n == 0 {
+                return Ok(0);
+            }
             let removed = segs[..n].to_vec();
             let rest = segs[n..].to_vec();
             if let Some(first) = rest.first() {
@@ -574,7 +589,7 @@ impl Partition {
             seg.evict();
         }
         self.vfs.sync_dir(&self.dir).map_err(|e| Error::io("fsync", self.dir.to_path_buf(), e))?;
-        Ok(())
+        Ok(removed.len())
     }
 
     /// Clean shutdown: syncs, trims the active segment and writes its indexes.

@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::format::index;
 use crate::format::scan::{self, Scan};
 use crate::log::partition::{Loaded, now_ms};
-use crate::storage::segment::{self, ActiveSegment, Segment, parse_segment_file_name};
+use crate::storage::segment::{self, ActiveSegment, Segment, index_limit, parse_segment_file_name};
 use crate::storage::vfs::{OpenMode, Vfs};
 
 /// Everything needed to load one partition.
@@ -102,7 +102,7 @@ pub(crate) fn load_partition(ctx: &LoadContext<'_>) -> Result<(Loaded, RecoveryR
     // A clean shutdown is trusted after a cheap check of the last segment's tail.
     let mut last_scan = None;
     if verify_from > last {
-        match quick_tail_check(vfs, dir, &disk[last], interval) {
+        match quick_tail_check(vfs, dir, &disk[last], interval, capacity) {
             Some(s) => last_scan = Some(s),
             None => {
                 log::warn!("{}: the last segment does not end where a clean shutdown left it; verifying it", dir.display());
@@ -122,15 +122,21 @@ pub(crate) fn load_partition(ctx: &LoadContext<'_>) -> Result<(Loaded, RecoveryR
         }
         let d = &disk[i];
         let path = dir.join(segment::log_file_name(d.base));
-        let f = vfs.open(&path, OpenMode::Write).map_err(io("open", &path))?;
+        let mut f = vfs.open(&path, OpenMode::Write).map_err(io("open", &path))?;
         let s = segment::scan_file(&f, d.size, d.base, interval, true).map_err(io("mmap", &path))?;
         report.segments_verified += 1;
         let continues = i == last || (s.stop.is_none() && s.next_offset == disk[i + 1].base);
         if s.valid_end < d.size {
             if !s.zero_tail {
                 let reason = s.stop.clone().unwrap_or_else(|| "damaged tail".into());
-                quarantine_tail(ctx, &path, d.base, s.valid_end, d.size, &reason)?;
                 report.bytes_quarantined += d.size - s.valid_end;
+                if d.size - s.valid_end > COPY_LIMIT {
+                    // Too much to copy (perhaps a huge sparse file): move the whole file to
+                    // quarantine and write its valid prefix back in its place.
+                    f = quarantine_file_keep_prefix(ctx, &path, &f, d.base, s.valid_end, &reason)?;
+                } else {
+                    quarantine_tail(ctx, &path, d.base, s.valid_end, d.size, &reason)?;
+                }
             }
             f.set_len(s.valid_end).map_err(io("truncate", &path))?;
         }
@@ -187,13 +193,13 @@ pub(crate) fn load_partition(ctx: &LoadContext<'_>) -> Result<(Loaded, RecoveryR
 
 /// Checks that the last segment ends where a clean shutdown leaves it: the bytes after the last
 /// index entry are complete batches ending exactly at the end of the file.
-fn quick_tail_check(vfs: &Arc<dyn Vfs>, dir: &Path, d: &OnDisk, interval: u64) -> Option<Scan> {
+fn quick_tail_check(vfs: &Arc<dyn Vfs>, dir: &Path, d: &OnDisk, interval: u64, capacity: u64) -> Option<Scan> {
     let path = dir.join(segment::log_file_name(d.base));
     let f = vfs.open(&path, OpenMode::Read).ok()?;
     let read = |p: PathBuf| -> Option<Vec<u8>> {
         let f = vfs.open(&p, OpenMode::Read).ok()?;
         let len = usize::try_from(f.len().ok()?).ok()?;
-        if len as u64 > d.size / 8 * 12 + 64 {
+        if len as u64 > index_limit(d.size) {
             return None;
         }
         let mut b = vec![0u8; len];
@@ -203,6 +209,11 @@ fn quick_tail_check(vfs: &Arc<dyn Vfs>, dir: &Path, d: &OnDisk, interval: u64) -
     let offsets = index::decode_offset_index(&read(dir.join(format!("{:020}.index", d.base)))?, d.base, d.size).ok()?;
     let (max_ts, _) = index::decode_time_index(&read(dir.join(format!("{:020}.timeindex", d.base)))?, d.base).ok()?;
     let (start, start_offset) = offsets.last().map_or((0, d.base), |e| (u64::from(e.position), d.base + u64::from(e.relative_offset)));
+    // After a clean close the tail past the last index entry is at most an index interval and a
+    // batch; anything longer is not what a clean close leaves, and is verified instead of read here.
+    if d.size - start > interval.saturating_add(capacity) {
+        return None;
+    }
     let mut tail = vec![0u8; usize::try_from(d.size - start).ok()?];
     f.read_exact_at(&mut tail, start).ok()?;
     let s = scan::scan(&tail, start_offset, interval, true);
@@ -229,7 +240,7 @@ fn sealed_max_timestamp(vfs: &Arc<dyn Vfs>, dir: &Path, d: &OnDisk, interval: u6
     let path = dir.join(format!("{:020}.timeindex", d.base));
     let from_index = vfs.open(&path, OpenMode::Read).ok().and_then(|f| {
         let len = usize::try_from(f.len().ok()?).ok()?;
-        if len as u64 > d.size / 8 * 12 + 64 {
+        if len as u64 > index_limit(d.size) {
             return None;
         }
         let mut b = vec![0u8; len];
@@ -287,6 +298,57 @@ fn write_report(ctx: &LoadContext<'_>, path: &Path, fields: &[(&str, String)]) -
     f.set_len(0).map_err(io("truncate", path))?;
     f.write_all_at(text.as_bytes(), 0).map_err(io("write", path))?;
     f.sync_data().map_err(io("fdatasync", path))
+}
+
+/// Tails longer than this are quarantined by moving the whole file rather than copying the tail.
+const COPY_LIMIT: u64 = 64 << 20;
+
+/// Moves a segment file into quarantine whole (a rename: nothing is copied), with a report that
+/// says where its valid data ends, and writes the first `keep` bytes back under the segment's
+/// name. Returns the new file.
+fn quarantine_file_keep_prefix(
+    ctx: &LoadContext<'_>,
+    log: &Path,
+    old: &Arc<dyn crate::storage::vfs::VFile>,
+    base: u64,
+    keep: u64,
+    reason: &str,
+) -> Result<Arc<dyn crate::storage::vfs::VFile>> {
+    let vfs = ctx.vfs;
+    let qdir = create_quarantine_dir(ctx)?;
+    let (what, report_what) = (format!("{keep}-whole.log"), format!("{keep}.report"));
+    let n = free_quarantine_slot(ctx, base, &[&what, &report_what]);
+    let moved = quarantine_name(ctx, base, &what, n);
+    let size = old.len().map_err(io("stat", log))?;
+    vfs.rename(log, &moved).map_err(io("rename", log))?;
+    let new = vfs.open(log, OpenMode::CreateNew).map_err(io("create", log))?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut pos = 0;
+    while pos < keep {
+        let n = (keep - pos).min(buf.len() as u64) as usize;
+        old.read_exact_at(&mut buf[..n], pos).map_err(io("read", &moved))?;
+        new.write_all_at(&buf[..n], pos).map_err(io("write", log))?;
+        pos += n as u64;
+    }
+    new.sync_data().map_err(io("fdatasync", log))?;
+    write_report(
+        ctx,
+        &quarantine_name(ctx, base, &report_what, n),
+        &[
+            ("kind", "tail-in-whole-file".into()),
+            ("topic", ctx.topic.into()),
+            ("partition", ctx.partition.to_string()),
+            ("segment", log.display().to_string()),
+            ("position", keep.to_string()),
+            ("length", (size - keep).to_string()),
+            ("reason", reason.into()),
+            ("data", moved.display().to_string()),
+            ("time_ms", now_ms().to_string()),
+        ],
+    )?;
+    vfs.sync_dir(&qdir).map_err(io("fsync", &qdir))?;
+    vfs.sync_dir(&ctx.dir).map_err(io("fsync", &ctx.dir))?;
+    Ok(new)
 }
 
 /// Copies `[from, to)` of a segment into the quarantine directory, with a report, durably.

@@ -10,17 +10,26 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use crate::error::{Error, Result};
-use crate::format::batch::BatchHeader;
+use crate::format::batch::{BatchHeader, BatchView};
 use crate::format::index::{self, OffsetEntry, TimeEntry};
 use crate::format::scan::{Scan, scan};
 use crate::storage::prefault::Prefaulter;
 use crate::storage::vfs::{Mapping, OpenMode, VFile, Vfs};
+
+/// The largest index file worth reading for a segment of `log_size` bytes: an entry per 8 bytes
+/// of log at most, and never more than 64 MiB (an index is derivable; a larger one is rebuilt).
+pub fn index_limit(log_size: u64) -> u64 {
+    (log_size / 8 * 12 + 64).min(64 << 20)
+}
 
 /// Batches at least this large are written with write(2) instead of a copy into the mapping.
 pub const PWRITE_THRESHOLD: usize = 64 << 10;
 
 /// Disk space for an active segment is reserved in steps of this many bytes.
 pub const ALLOCATION_STEP: u64 = 8 << 20;
+// Recovery takes up to MAX_PREALLOCATED_TAIL zeros for preallocation; the writer reserves at most
+// two steps past its data.
+const _: () = assert!(2 * ALLOCATION_STEP <= crate::format::scan::MAX_PREALLOCATED_TAIL);
 
 /// The file name of a segment's log: the base offset as 20 digits.
 pub fn log_file_name(base_offset: u64) -> String {
@@ -99,6 +108,8 @@ pub struct Segment {
     /// Largest timestamp in the segment (`i64::MIN` when empty).
     max_timestamp: AtomicI64,
     sealed: AtomicBool,
+    /// An index entry was found pointing at the wrong bytes: lookups scan from the start.
+    index_distrusted: AtomicBool,
     data: Mutex<Option<Arc<SegmentData>>>,
     indexes: RwLock<Option<Arc<Indexes>>>,
     /// A logical clock value, for the open-segment cache's eviction order.
@@ -136,6 +147,7 @@ impl Segment {
             next_offset: AtomicU64::new(next_offset),
             max_timestamp: AtomicI64::new(max_ts),
             sealed: AtomicBool::new(false),
+            index_distrusted: AtomicBool::new(false),
             data: Mutex::new(None),
             indexes: RwLock::new(None),
             last_used: AtomicU64::new(0),
@@ -273,8 +285,7 @@ impl Segment {
         let read = |path: &Path| -> Option<Vec<u8>> {
             let f = self.vfs.open(path, OpenMode::Read).ok()?;
             let len = usize::try_from(f.len().ok()?).ok()?;
-            // An index is at most a few MiB for a 2 GiB segment; refuse absurd sizes.
-            if len > (size as usize / 8 + 1) * 12 + 64 {
+            if len as u64 > index_limit(size) {
                 return None;
             }
             let mut buf = vec![0u8; len];
@@ -302,15 +313,21 @@ impl Segment {
     }
 
     /// Byte position in the `.log` where a scan for `offset` may start: the indexed batch at or
-    /// before it.
+    /// before it. The position is checked against the batch found there: an index that names the
+    /// wrong batch (damaged or crafted, yet well formed) is distrusted from then on, and the scan
+    /// starts at the beginning of the segment.
     pub fn position_for_offset(&self, data: &SegmentData, offset: u64, index_interval: u64) -> u64 {
         let ix = self.indexes(data, index_interval);
         let rel = offset.saturating_sub(self.base_offset).min(u64::from(u32::MAX)) as u32;
         let i = ix.offsets.partition_point(|e| e.relative_offset <= rel);
-        if i == 0 { 0 } else { u64::from(ix.offsets[i - 1].position) }
+        match i.checked_sub(1).and_then(|i| ix.offsets.get(i)) {
+            Some(e) => self.checked_position(data, *e),
+            None => 0,
+        }
     }
 
-    /// Byte position where a scan for the first record with timestamp >= `ts` may start.
+    /// Byte position where a scan for the first record with timestamp >= `ts` may start (checked
+    /// as in [`Segment::position_for_offset`]).
     pub fn position_for_timestamp(&self, data: &SegmentData, ts: i64, index_interval: u64) -> u64 {
         let ix = self.indexes(data, index_interval);
         let i = ix.times.partition_point(|e| e.timestamp < ts);
@@ -319,7 +336,32 @@ impl Segment {
         }
         let rel = ix.times[i - 1].relative_offset;
         let j = ix.offsets.partition_point(|e| e.relative_offset < rel);
-        ix.offsets.get(j).filter(|e| e.relative_offset == rel).map_or(0, |e| u64::from(e.position))
+        match ix.offsets.get(j).filter(|e| e.relative_offset == rel) {
+            Some(e) => self.checked_position(data, *e),
+            None => 0,
+        }
+    }
+
+    fn checked_position(&self, data: &SegmentData, e: OffsetEntry) -> u64 {
+        if self.index_distrusted.load(Ordering::Relaxed) {
+            return 0;
+        }
+        let pos = u64::from(e.position);
+        let bytes = data.prefix(self.visible());
+        let ok = bytes
+            .get(pos as usize..)
+            .and_then(|b| BatchView::parse(b).ok())
+            .is_some_and(|v| v.header().base_offset == self.base_offset + u64::from(e.relative_offset));
+        if ok || pos >= bytes.len() as u64 {
+            // Past the visible bytes the batch is not readable yet; the caller stops there anyway.
+            return if ok { pos } else { 0 };
+        }
+        log::warn!(
+            "{}: index entry {e:?} does not point at the start of that batch; scanning the segment instead",
+            self.log_path().display()
+        );
+        self.index_distrusted.store(true, Ordering::Relaxed);
+        0
     }
 
     /// Writes the index files of the segment as they stand (clean shutdown of an active segment).
@@ -398,6 +440,8 @@ impl ActiveSegment {
 
     fn with_file(seg: Arc<Segment>, file: Arc<dyn VFile>, capacity: u64, index_interval: u64, ix: Indexes) -> Result<ActiveSegment> {
         let path = seg.log_path();
+        // A segment written under a larger segment.bytes stays readable (and is rolled at once).
+        let capacity = capacity.max(seg.size());
         let len = usize::try_from(capacity).map_err(|_| Error::InvalidArgument("segment too large to map".into()))?;
         let map = file.map(len, true).map_err(|e| Error::io("mmap", &path, e))?;
         let data = Arc::new(SegmentData { map: Some(map), file: file.clone() });
@@ -424,12 +468,14 @@ impl ActiveSegment {
         &self.file
     }
 
-    /// Whether a batch of `len` bytes fits without passing `segment_bytes` (an empty segment
-    /// takes any batch that fits its mapping).
-    pub fn fits(&self, len: u64, segment_bytes: u64) -> bool {
+    /// Whether a batch of `len` bytes ending at `last_offset` fits without passing `segment_bytes`
+    /// (an empty segment takes any batch that fits its mapping).
+    pub fn fits(&self, len: u64, last_offset: u64, segment_bytes: u64) -> bool {
         let size = self.seg.size();
         let end = size + len;
-        end <= self.capacity && (size == 0 || end <= segment_bytes)
+        // Index entries hold offsets relative to the base as 32 bits, as in Kafka.
+        let relative_ok = last_offset - self.seg.base_offset <= u64::from(u32::MAX);
+        end <= self.capacity && (size == 0 || end <= segment_bytes) && relative_ok
     }
 
     /// Reserves disk space for a batch of `len` bytes at the write position (fallocate), so that
