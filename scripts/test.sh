@@ -9,3 +9,9 @@ cargo clippy --all-targets -- -D warnings
 cargo clippy --all-targets --features fault-injection -- -D warnings
 cargo test --all-targets --features fault-injection
 cargo test --doc
+# cargo-fuzz over every parser of bytes from disk, 15 s per target (scripts/fuzz.sh; nightly only:
+# without it, it says why and skips). In CI, or locally with RUNNEL_FUZZ=1, so that a local run stays
+# fast; the same checks already ran on stable above (tests/fuzz_corpus.rs).
+if [ -n "${CI:-}" ] || [ "${RUNNEL_FUZZ:-}" = 1 ]; then
+    bash scripts/fuzz.sh --ci
+fi
