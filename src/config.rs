@@ -38,6 +38,29 @@ impl std::str::FromStr for Acks {
     }
 }
 
+/// Which records a fetch returns, as Kafka's consumer config `isolation.level`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum IsolationLevel {
+    /// Every record below the high watermark, including those of open and aborted transactions.
+    /// Kafka's default.
+    #[default]
+    ReadUncommitted,
+    /// Only committed records: stops at the last stable offset (the first offset of the earliest
+    /// open transaction) and skips the records of aborted transactions.
+    ReadCommitted,
+}
+
+impl std::str::FromStr for IsolationLevel {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<IsolationLevel> {
+        match s {
+            "read_uncommitted" => Ok(IsolationLevel::ReadUncommitted),
+            "read_committed" => Ok(IsolationLevel::ReadCommitted),
+            _ => Err(Error::InvalidArgument(format!("isolation level must be read_committed or read_uncommitted, not {s:?}"))),
+        }
+    }
+}
+
 /// What the high watermark, and so what readers may see, stands for.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum HighWatermark {
@@ -236,6 +259,7 @@ pub struct LogOptions {
     pub(crate) retention_check_interval: Duration,
     pub(crate) checkpoint_interval: Duration,
     pub(crate) offsets_topic_segment_bytes: u64,
+    pub(crate) producer_id_expiration: Duration,
 }
 
 impl Default for LogOptions {
@@ -247,6 +271,7 @@ impl Default for LogOptions {
             retention_check_interval: Duration::from_secs(300),
             checkpoint_interval: Duration::from_secs(60),
             offsets_topic_segment_bytes: 32 << 20,
+            producer_id_expiration: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -287,6 +312,16 @@ impl LogOptions {
     /// and trimmed each time a segment fills. Default 32 MiB, at least 64 KiB.
     pub fn offsets_topic_segment_bytes(mut self, n: u64) -> Self {
         self.offsets_topic_segment_bytes = n.max(64 << 10);
+        self
+    }
+
+    /// `producer.id.expiration.ms`: a partition forgets an idempotent producer that has not
+    /// appended to it for this long (and has no transaction open), so memory does not grow with
+    /// every producer ever seen. A producer that comes back later gets
+    /// [`crate::Error::UnknownProducerId`] for a sequence other than 0. Checked with retention.
+    /// Default 1 day.
+    pub fn producer_id_expiration(mut self, d: Duration) -> Self {
+        self.producer_id_expiration = d;
         self
     }
 

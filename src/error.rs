@@ -98,6 +98,49 @@ pub enum Error {
     /// The log was closed.
     #[error("the log is closed")]
     Closed,
+    /// A newer incarnation of this producer exists (its transactional id was initialised again, or
+    /// its transaction timed out and was aborted): this one may no longer write.
+    #[error("producer {producer_id} at epoch {epoch} is fenced: epoch {current_epoch} has taken over")]
+    ProducerFenced {
+        /// The producer id.
+        producer_id: i64,
+        /// The epoch of the refused call.
+        epoch: i16,
+        /// The epoch now in charge.
+        current_epoch: i16,
+    },
+    /// A batch from an idempotent producer does not continue its sequence: a batch before it is
+    /// missing. Nothing was written.
+    #[error("out-of-order sequence from producer {producer_id} on {topic}-{partition}: expected {expected}, received {received}")]
+    OutOfOrderSequence {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: u32,
+        /// The producer id.
+        producer_id: i64,
+        /// The sequence the partition expects next.
+        expected: i32,
+        /// The batch's first sequence.
+        received: i32,
+    },
+    /// The partition has no state for this producer (it never wrote here, or its state expired
+    /// after `producer.id.expiration.ms`), and the batch does not start at sequence 0.
+    #[error("unknown producer id {producer_id} on {topic}-{partition} for sequence {sequence}")]
+    UnknownProducerId {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: u32,
+        /// The producer id.
+        producer_id: i64,
+        /// The batch's first sequence.
+        sequence: i32,
+    },
+    /// A transactional call out of turn: send or commit without `begin`, `begin` twice, a
+    /// transactional id that is not valid.
+    #[error("invalid transaction state: {0}")]
+    InvalidTransactionState(String),
 }
 
 impl Error {
@@ -116,6 +159,10 @@ impl Error {
             Error::Poisoned { .. } => 18,
             Error::ReadOnly(_) => 19,
             Error::Closed => 20,
+            Error::ProducerFenced { .. } => 21,
+            Error::OutOfOrderSequence { .. } => 22,
+            Error::UnknownProducerId { .. } => 23,
+            Error::InvalidTransactionState(_) => 24,
         }
     }
 

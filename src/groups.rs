@@ -2,23 +2,22 @@
 //! with an in-memory view rebuilt from that topic when the log opens.
 //!
 //! One call (a commit, a group delete, a topic's offsets removal) is one batch, so it is atomic.
-//! The topic is kept small by snapshotting: once two segments of commits have accumulated on top of
-//! the last snapshot, the store rolls, writes every live offset into the new segment, syncs, and
-//! deletes the older segments. Replaying all remaining segments in order therefore always yields
-//! the current state.
+//! Offsets sent in a transaction are written as that producer's transactional batch and take effect
+//! with its commit marker, as in Kafka. The topic is kept small by snapshots (see [`crate::internal`]).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use crate::config::Acks;
-use crate::error::{Error, Result};
-use crate::format::Record;
+use crate::error::Result;
 use crate::format::batch::ProducerFields;
 pub use crate::format::meta::OffsetAndMetadata;
 use crate::format::meta::{
     decode_offset_key as decode_key, decode_offset_value as decode_value, encode_offset_key as encode_key,
     encode_offset_value as encode_value,
 };
+use crate::format::txn::{MarkerType, decode_marker_key};
+use crate::internal::{KeyValue, LiveBatch, Table};
 use crate::log::partition::{Partition, now_ms};
 
 /// Name of the internal topic that holds committed offsets.
@@ -53,18 +52,48 @@ pub struct PartitionLag {
 }
 
 type Key = (String, u32);
-/// A record for the offsets topic: key and value (`None` is a tombstone).
-type KeyValue = (Vec<u8>, Option<Vec<u8>>);
+type GroupState = BTreeMap<String, BTreeMap<Key, OffsetAndMetadata>>;
+/// Offsets sent in a transaction, applied when its commit marker is written.
+type Pending = BTreeMap<i64, (i16, Vec<(String, Key, OffsetAndMetadata)>)>;
 
 pub(crate) struct Groups {
-    partition: Arc<Partition>,
-    /// Bytes the partition held right after the last snapshot (the live state).
-    snapshot_bytes: std::sync::atomic::AtomicU64,
-    state: Mutex<BTreeMap<String, BTreeMap<Key, OffsetAndMetadata>>>,
+    table: Table,
+    state: Mutex<(GroupState, Pending)>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Everything live, as batches: committed offsets, then each open transaction's offsets under its
+/// producer id (so that its marker still applies to them after a snapshot).
+fn live(state: &GroupState, pending: &Pending) -> Vec<LiveBatch> {
+    let committed =
+        state.iter().flat_map(|(g, m)| m.iter().map(move |((t, p), v)| (encode_key(g, t, *p), Some(encode_value(v))))).collect();
+    let mut out = vec![LiveBatch { producer: ProducerFields::NONE, records: committed }];
+    for (&pid, (epoch, offsets)) in pending {
+        out.push(LiveBatch {
+            producer: ProducerFields { producer_id: pid, producer_epoch: *epoch, base_sequence: -1, transactional: true },
+            records: offsets.iter().map(|(g, (t, p), v)| (encode_key(g, t, *p), Some(encode_value(v)))).collect(),
+        });
+    }
+    out
+}
+
+fn apply(state: &mut GroupState, group: String, key: Key, value: Option<OffsetAndMetadata>) {
+    match value {
+        Some(v) => {
+            state.entry(group).or_default().insert(key, v);
+        }
+        None => {
+            if let Some(g) = state.get_mut(&group) {
+                g.remove(&key);
+                if g.is_empty() {
+                    state.remove(&group);
+                }
+            }
+        }
+    }
 }
 
 impl Groups {
@@ -72,157 +101,138 @@ impl Groups {
     /// Offsets of topics for which `topic_exists` is false (left by a crash during a topic
     /// delete) are dropped.
     pub(crate) fn load(partition: Arc<Partition>, topic_exists: impl Fn(&str) -> bool) -> Result<Groups> {
-        let mut state: BTreeMap<String, BTreeMap<Key, OffsetAndMetadata>> = BTreeMap::new();
-        let mut offset = partition.log_start_offset();
-        while offset < partition.high_watermark() {
-            let fetched = partition.fetch(offset, 1 << 20)?;
-            for r in fetched.records() {
-                let r = r?;
-                let Some((group, topic, p)) = r.key.and_then(decode_key) else {
-                    log::warn!("{CONSUMER_OFFSETS_TOPIC}: skipping a record at offset {} with an unreadable key", r.offset);
-                    continue;
-                };
-                match r.value {
-                    None => {
-                        if let Some(g) = state.get_mut(&group) {
-                            g.remove(&(topic, p));
-                            if g.is_empty() {
-                                state.remove(&group);
-                            }
-                        }
+        let mut state = GroupState::new();
+        let mut pending = Pending::new();
+        let table = Table::new(partition);
+        table.replay(|h, r| {
+            if h.is_control() {
+                let commit = r.key.and_then(decode_marker_key) == Some(MarkerType::Commit);
+                if let Some((_, offsets)) = pending.remove(&h.producer_id).filter(|_| commit) {
+                    for (g, k, v) in offsets {
+                        apply(&mut state, g, k, Some(v));
                     }
-                    Some(v) => match decode_value(v) {
-                        Some(v) => {
-                            state.entry(group).or_default().insert((topic, p), v);
-                        }
-                        None => log::warn!("{CONSUMER_OFFSETS_TOPIC}: skipping a record at offset {} with an unreadable value", r.offset),
-                    },
                 }
+                return;
             }
-            if fetched.next_offset() <= offset {
-                break;
+            let Some((group, topic, p)) = r.key.and_then(decode_key) else {
+                log::warn!("{CONSUMER_OFFSETS_TOPIC}: skipping a record at offset {} with an unreadable key", r.offset);
+                return;
+            };
+            let value = match r.value.map(decode_value) {
+                Some(None) => {
+                    log::warn!("{CONSUMER_OFFSETS_TOPIC}: skipping a record at offset {} with an unreadable value", r.offset);
+                    return;
+                }
+                Some(Some(v)) => Some(v),
+                None => None,
+            };
+            if h.is_transactional() {
+                let e = pending.entry(h.producer_id).or_insert_with(|| (h.producer_epoch, Vec::new()));
+                e.1.extend(value.map(|v| (group, (topic, p), v)));
+            } else {
+                apply(&mut state, group, (topic, p), value);
             }
-            offset = fetched.next_offset();
-        }
+        })?;
         for m in state.values_mut() {
             m.retain(|(t, _), _| topic_exists(t));
         }
         state.retain(|_, m| !m.is_empty());
-        Ok(Groups { partition, snapshot_bytes: Default::default(), state: Mutex::new(state) })
+        Ok(Groups { table, state: Mutex::new((state, pending)) })
     }
 
-    /// Appends `records` (key, value-or-tombstone) durably, snapshotting first if the active
-    /// segment is full. Called with the state lock held, so the log and the state agree in order.
-    fn write(&self, state: &BTreeMap<String, BTreeMap<Key, OffsetAndMetadata>>, records: &[KeyValue]) -> Result<()> {
-        let size: u64 = records.iter().map(|(k, v)| (k.len() + v.as_ref().map_or(0, Vec::len) + 32) as u64).sum();
-        let cfg = &self.partition.config;
-        let recs: Vec<Record<'_>> =
-            records.iter().map(|(k, v)| Record { key: Some(k), value: v.as_deref(), headers: &[], timestamp: None }).collect();
-        // One call is one batch, so it is atomic; check its size before anything is written.
-        let encoded = crate::format::batch::encoded_len(&recs) as u64;
-        if encoded > cfg.max_message_bytes {
-            return Err(Error::RecordTooLarge { size: encoded, max: cfg.max_message_bytes });
-        }
-        // Snapshot once two segments' worth of commits have piled up on top of the last snapshot:
-        // the topic stays near `snapshot + 2 * segment.bytes`, and each snapshot's cost (the size
-        // of the live state) is paid once per two segments of commits.
-        let (_, total) = self.partition.segment_stats();
-        let last = self.snapshot_bytes.load(std::sync::atomic::Ordering::Relaxed);
-        if total + size > last + 2 * cfg.segment_bytes {
-            self.snapshot(state)?;
-        }
-        self.partition.append(&recs, Acks::All, ProducerFields::NONE, false)?;
-        Ok(())
+    /// The partition of `__consumer_offsets`.
+    pub(crate) fn partition(&self) -> &Arc<Partition> {
+        &self.table.partition
     }
 
-    /// Rolls, writes every live offset into the new segment, syncs, and drops older segments.
-    fn snapshot(&self, state: &BTreeMap<String, BTreeMap<Key, OffsetAndMetadata>>) -> Result<()> {
-        self.partition.force_roll()?;
-        let base = self.partition.active_base();
-        let all: Vec<KeyValue> =
-            state.iter().flat_map(|(g, m)| m.iter().map(move |((t, p), v)| (encode_key(g, t, *p), Some(encode_value(v))))).collect();
-        for chunk in chunk_records(&all, self.partition.config.max_message_bytes / 2) {
-            let recs: Vec<Record<'_>> =
-                chunk.iter().map(|(k, v)| Record { key: Some(k), value: v.as_deref(), headers: &[], timestamp: None }).collect();
-            self.partition.append(&recs, Acks::All, ProducerFields::NONE, false)?;
-        }
-        self.partition.sync()?;
-        self.partition.delete_segments_before(base)?;
-        self.snapshot_bytes.store(self.partition.segment_stats().1, std::sync::atomic::Ordering::Relaxed);
+    /// Writes `records` durably as one batch. Called with the state lock held, so the log and the
+    /// state agree in order.
+    fn write(&self, st: &(GroupState, Pending), records: &[KeyValue]) -> Result<()> {
+        self.table.write(records, ProducerFields::NONE, Acks::All, || live(&st.0, &st.1))?;
         Ok(())
     }
 
     pub(crate) fn commit(&self, group: &str, commits: &[OffsetCommit<'_>]) -> Result<()> {
-        let now = now_ms();
-        let values: Vec<OffsetAndMetadata> = commits
-            .iter()
-            .map(|c| OffsetAndMetadata { offset: c.offset, metadata: c.metadata.to_string(), commit_timestamp: now })
-            .collect();
-        let records: Vec<KeyValue> =
-            commits.iter().zip(&values).map(|(c, v)| (encode_key(group, c.topic, c.partition), Some(encode_value(v)))).collect();
-        let mut state = lock(&self.state);
-        self.write(&state, &records)?;
-        let g = state.entry(group.to_string()).or_default();
+        let (records, values) = encode_commits(group, commits);
+        let mut st = lock(&self.state);
+        self.write(&st, &records)?;
         for (c, v) in commits.iter().zip(values) {
-            g.insert((c.topic.to_string(), c.partition), v);
+            apply(&mut st.0, group.to_string(), (c.topic.to_string(), c.partition), Some(v));
         }
         Ok(())
     }
 
+    /// Writes offsets as part of producer `producer_id`'s transaction (not synced: the commit
+    /// syncs). They take effect when the commit marker is written. Returns the offset after them.
+    pub(crate) fn commit_in_transaction(&self, producer_id: i64, epoch: i16, group: &str, commits: &[OffsetCommit<'_>]) -> Result<u64> {
+        let (records, values) = encode_commits(group, commits);
+        let mut st = lock(&self.state);
+        let fields = ProducerFields { producer_id, producer_epoch: epoch, base_sequence: -1, transactional: true };
+        let at = self.table.write(&records, fields, Acks::One, || live(&st.0, &st.1))?;
+        let e = st.1.entry(producer_id).or_insert_with(|| (epoch, Vec::new()));
+        e.0 = epoch;
+        e.1.extend(commits.iter().zip(values).map(|(c, v)| (group.to_string(), (c.topic.to_string(), c.partition), v)));
+        Ok(at.last_offset + 1)
+    }
+
+    /// Ends producer `producer_id`'s transaction here: writes the marker and applies (commit) or
+    /// drops (abort) the offsets it sent. Returns whether a marker was written.
+    pub(crate) fn end_transaction(&self, producer_id: i64, epoch: i16, marker: MarkerType) -> Result<bool> {
+        let mut st = lock(&self.state);
+        let wrote = self.table.partition.write_marker(producer_id, epoch, marker)?;
+        if let Some((_, offsets)) = st.1.remove(&producer_id)
+            && marker == MarkerType::Commit
+        {
+            for (g, k, v) in offsets {
+                apply(&mut st.0, g, k, Some(v));
+            }
+        }
+        Ok(wrote)
+    }
+
     pub(crate) fn committed(&self, group: &str, topic: &str, partition: u32) -> Option<OffsetAndMetadata> {
-        lock(&self.state).get(group).and_then(|g| g.get(&(topic.to_string(), partition)).cloned())
+        lock(&self.state).0.get(group).and_then(|g| g.get(&(topic.to_string(), partition)).cloned())
     }
 
     pub(crate) fn all_committed(&self, group: &str) -> Vec<(String, u32, OffsetAndMetadata)> {
-        lock(&self.state).get(group).map(|g| g.iter().map(|((t, p), v)| (t.clone(), *p, v.clone())).collect()).unwrap_or_default()
+        lock(&self.state).0.get(group).map(|g| g.iter().map(|((t, p), v)| (t.clone(), *p, v.clone())).collect()).unwrap_or_default()
     }
 
     pub(crate) fn list(&self) -> Vec<String> {
-        lock(&self.state).keys().cloned().collect()
+        lock(&self.state).0.keys().cloned().collect()
     }
 
     /// Removes a group's offsets. Returns whether it existed.
     pub(crate) fn delete_group(&self, group: &str) -> Result<bool> {
-        let mut state = lock(&self.state);
-        let Some(g) = state.get(group) else { return Ok(false) };
+        let mut st = lock(&self.state);
+        let Some(g) = st.0.get(group) else { return Ok(false) };
         let records: Vec<_> = g.keys().map(|(t, p)| (encode_key(group, t, *p), None)).collect();
-        self.write(&state, &records)?;
-        state.remove(group);
+        self.write(&st, &records)?;
+        st.0.remove(group);
         Ok(true)
     }
 
     /// Removes every group's offsets for a deleted topic.
     pub(crate) fn forget_topic(&self, topic: &str) -> Result<()> {
-        let mut state = lock(&self.state);
+        let mut st = lock(&self.state);
         let records: Vec<_> =
-            state.iter().flat_map(|(g, m)| m.keys().filter(|(t, _)| t == topic).map(move |(t, p)| (encode_key(g, t, *p), None))).collect();
+            st.0.iter().flat_map(|(g, m)| m.keys().filter(|(t, _)| t == topic).map(move |(t, p)| (encode_key(g, t, *p), None))).collect();
         if records.is_empty() {
             return Ok(());
         }
-        self.write(&state, &records)?;
-        for m in state.values_mut() {
+        self.write(&st, &records)?;
+        for m in st.0.values_mut() {
             m.retain(|(t, _), _| t != topic);
         }
-        state.retain(|_, m| !m.is_empty());
+        st.0.retain(|_, m| !m.is_empty());
         Ok(())
     }
 }
 
-fn chunk_records(records: &[KeyValue], max: u64) -> Vec<&[KeyValue]> {
-    let mut out = Vec::new();
-    let mut start = 0;
-    let mut size = 0u64;
-    for (i, (k, v)) in records.iter().enumerate() {
-        let n = (k.len() + v.as_ref().map_or(0, Vec::len) + 32) as u64;
-        if i > start && size + n > max {
-            out.push(&records[start..i]);
-            start = i;
-            size = 0;
-        }
-        size += n;
-    }
-    if start < records.len() {
-        out.push(&records[start..]);
-    }
-    out
+fn encode_commits(group: &str, commits: &[OffsetCommit<'_>]) -> (Vec<KeyValue>, Vec<OffsetAndMetadata>) {
+    let now = now_ms();
+    let values: Vec<OffsetAndMetadata> =
+        commits.iter().map(|c| OffsetAndMetadata { offset: c.offset, metadata: c.metadata.to_string(), commit_timestamp: now }).collect();
+    let records = commits.iter().zip(&values).map(|(c, v)| (encode_key(group, c.topic, c.partition), Some(encode_value(v)))).collect();
+    (records, values)
 }

@@ -9,7 +9,7 @@
 //! | storage | `storage` | the I/O seam, segments and their mappings (the only `unsafe`) |
 //! | log | [`log`] | one partition: append, fetch, roll, retention, recovery |
 //! | catalog | [`Log`] | the data directory: lock, topics, checkpoints, maintenance |
-//! | clients | [`partitioner`], consumer-group offsets | built on the layers below |
+//! | clients | [`partitioner`], consumer-group offsets, [`transactions`] | built on the layers below |
 //!
 //! ```
 //! use runnel::{Acks, Log, LogOptions, Record, TopicConfig};
@@ -32,20 +32,27 @@ mod config;
 mod error;
 pub mod format;
 mod groups;
+mod internal;
 pub mod log;
 pub mod partitioner;
 mod storage;
+pub mod transactions;
 
 pub use catalog::names::{MAX_TOPIC_NAME_LEN, validate_topic_name};
 pub use catalog::{
     CATALOG_FILE, CHECKPOINT_FILE, CLEAN_SHUTDOWN_FILE, LOCK_FILE, Log, MAX_OFFSET_METADATA_BYTES, PartitionDescription, QUARANTINE_DIR,
     SegmentInfo, SendResult, TopicDescription,
 };
-pub use config::{Acks, HighWatermark, LogOptions, TOPIC_CONFIG_KEYS, TimestampType, TopicConfig};
+pub use config::{Acks, HighWatermark, IsolationLevel, LogOptions, TOPIC_CONFIG_KEYS, TimestampType, TopicConfig};
 pub use error::{Error, Result};
+pub use format::txn::AbortedTxn;
 pub use format::{Header, Headers, Record, RecordView};
 pub use groups::{CONSUMER_OFFSETS_TOPIC, OffsetAndMetadata, OffsetCommit, PartitionLag};
 pub use log::{AppendResult, Fetched, RecoveryReport};
+pub use transactions::{
+    IdempotentProducer, ProducerBatch, TRANSACTION_STATE_TOPIC, TransactionDescription, TransactionOptions, TransactionState,
+    TransactionalProducer,
+};
 
 /// The reliability harness's hooks (feature `fault-injection`): the I/O seam's traits, a simulated
 /// file system with power loss and fault injection, and [`Log::open_with_vfs`] / [`Log::abandon`].

@@ -11,7 +11,7 @@ use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::config::{Acks, HighWatermark, LogOptions, TopicConfig};
+use crate::config::{Acks, HighWatermark, IsolationLevel, LogOptions, TopicConfig};
 use crate::error::{Error, Result};
 use crate::format::Record;
 use crate::format::batch::ProducerFields;
@@ -24,6 +24,10 @@ use crate::partitioner;
 use crate::storage::OpenSegments;
 use crate::storage::prefault::Prefaulter;
 use crate::storage::vfs::{OpenMode, OsFs, VFile, Vfs};
+use crate::transactions::{
+    self, Coordinator, IdempotentProducer, ProducerBatch, TRANSACTION_STATE_TOPIC, TransactionDescription, TransactionOptions,
+    TransactionalProducer,
+};
 
 /// Name of the lock file in the data directory.
 pub const LOCK_FILE: &str = ".lock";
@@ -144,12 +148,22 @@ impl PartitionHandle {
         if self.internal {
             return Err(Error::ReadOnly(format!("internal topic {}", self.part.topic)));
         }
-        self.part.append(records, acks, ProducerFields::NONE, false)
+        self.part.append(records, acks, ProducerFields::NONE)
     }
 
     /// Reads from `offset`; see [`Log::fetch`].
     pub fn fetch(&self, offset: u64, max_bytes: u64) -> Result<Fetched> {
         self.part.fetch(offset, max_bytes)
+    }
+
+    /// Reads from `offset` at an isolation level; see [`Log::fetch_with`].
+    pub fn fetch_with(&self, offset: u64, max_bytes: u64, isolation: IsolationLevel) -> Result<Fetched> {
+        self.part.fetch_isolated(offset, max_bytes, isolation)
+    }
+
+    /// The end of what read_committed readers may see; see [`Log::last_stable_offset`].
+    pub fn last_stable_offset(&self) -> u64 {
+        self.part.last_stable_offset()
     }
 
     /// Waits until every offset below `offset` is fsync'd; see [`Log::sync_to`].
@@ -202,15 +216,19 @@ pub struct SendResult {
     pub next_offset: u64,
 }
 
-struct Shared {
+pub(crate) struct Shared {
     dir: PathBuf,
     vfs: Arc<dyn Vfs>,
     options: LogOptions,
     env: LogEnv,
-    _lock: Arc<dyn VFile>,
+    /// The held `.lock`; released when the log closes, even while handles (producers, partition
+    /// handles) outlive it.
+    lock_file: Mutex<Option<Arc<dyn VFile>>>,
     catalog: Mutex<Catalog>,
     topics: RwLock<TopicMap>,
-    groups: Groups,
+    pub(crate) groups: Groups,
+    /// The transaction coordinator, once `__transaction_state` exists.
+    coordinator: Mutex<Option<Arc<Coordinator>>>,
     closed: AtomicBool,
     stop: (Mutex<bool>, Condvar),
     recovery: Mutex<Vec<(String, u32, RecoveryReport)>>,
@@ -277,7 +295,7 @@ fn validate_catalog(catalog: &Catalog, defaults: &TopicConfig) -> std::result::R
     let mut seen = std::collections::HashSet::new();
     let mut ids = std::collections::HashSet::new();
     for t in &catalog.topics {
-        let internal = t.name == CONSUMER_OFFSETS_TOPIC;
+        let internal = t.name == CONSUMER_OFFSETS_TOPIC || t.name == TRANSACTION_STATE_TOPIC;
         if !internal {
             names::validate_topic_name(&t.name).map_err(|e| format!("topic {:?}: {e}", t.name))?;
             if names::is_internal(&t.name) {
@@ -341,6 +359,7 @@ impl Log {
     pub fn abandon(mut self) {
         self.shared.closed.store(true, Ordering::Release);
         self.stop_threads();
+        lock(&self.shared.lock_file).take();
     }
 
     fn open_on(dir: &Path, options: LogOptions, vfs: Arc<dyn Vfs>) -> Result<Log> {
@@ -492,16 +511,34 @@ impl Log {
         let offsets_partition =
             topics.get(CONSUMER_OFFSETS_TOPIC).map(|t| t.partition(0)).ok_or_else(|| Error::unknown(CONSUMER_OFFSETS_TOPIC, Some(0)))??;
         let groups = Groups::load(offsets_partition, |t| topics.contains_key(t))?;
+        // Transactions a crash left open or half-committed are decided now: no producer of an
+        // earlier process is alive to finish them.
+        let coordinator = match topics.get(TRANSACTION_STATE_TOPIC).map(|t| t.partition(0)) {
+            Some(p) => Some(Arc::new(Coordinator::load(p?)?)),
+            None => None,
+        };
+        {
+            let view = OpenView { topics: &topics, groups: &groups };
+            match &coordinator {
+                Some(c) => c.recover(&view)?,
+                None => {
+                    let touched = transactions::abort_open_transactions(&view)?;
+                    let targets: Vec<_> = touched.into_iter().map(|p| (p.clone(), p.log_end_offset())).collect();
+                    transactions::sync_parallel(&targets)?;
+                }
+            }
+        }
 
         let shared = Arc::new(Shared {
             dir: dir.to_path_buf(),
             vfs,
             options,
             env,
-            _lock: lock_file,
+            lock_file: Mutex::new(Some(lock_file)),
             catalog: Mutex::new(catalog),
             topics: RwLock::new(topics),
             groups,
+            coordinator: Mutex::new(coordinator),
             closed: AtomicBool::new(false),
             stop: (Mutex::new(false), Condvar::new()),
             recovery: Mutex::new(reports),
@@ -693,7 +730,82 @@ impl Log {
             };
             t.partition(p)?
         };
-        part.append(records, acks, ProducerFields::NONE, false)
+        part.append(records, acks, ProducerFields::NONE)
+    }
+
+    /// Appends `records` as one batch from an idempotent producer, at the producer's sequence
+    /// number (Kafka's produce request with `enable.idempotence`). A retry of one of the
+    /// producer's last five batches to the partition returns the offsets where it was stored and
+    /// stores nothing; a batch that skips sequence numbers is refused with
+    /// [`Error::OutOfOrderSequence`], one from an older epoch with [`Error::ProducerFenced`].
+    /// [`Log::idempotent_producer`] keeps the sequence numbers for you.
+    pub fn append_idempotent(
+        &self,
+        topic: &str,
+        partition: Option<u32>,
+        records: &[Record<'_>],
+        acks: Acks,
+        producer: ProducerBatch,
+    ) -> Result<AppendResult> {
+        let allocated = lock(&self.shared.coordinator).as_ref().is_some_and(|c| c.allocated(producer.producer_id));
+        if !allocated || producer.producer_epoch < 0 || producer.base_sequence < 0 {
+            return Err(Error::InvalidArgument(format!(
+                "producer id {} (epoch {}, sequence {}) was not allocated by this log; use allocate_producer_id",
+                producer.producer_id, producer.producer_epoch, producer.base_sequence
+            )));
+        }
+        let part = self.shared.resolve(topic, partition, records)?;
+        let fields = ProducerFields {
+            producer_id: producer.producer_id,
+            producer_epoch: producer.producer_epoch,
+            base_sequence: producer.base_sequence,
+            transactional: false,
+        };
+        part.append(records, acks, fields)
+    }
+
+    /// Allocates a producer id for [`Log::append_idempotent`] (epoch 0): never handed out before
+    /// by this data directory, across restarts and crashes.
+    pub fn allocate_producer_id(&self) -> Result<i64> {
+        self.shared.coordinator()?.allocate_pid()
+    }
+
+    /// An idempotent producer: its retried sends are stored once (Kafka's `enable.idempotence`).
+    pub fn idempotent_producer(&self) -> Result<IdempotentProducer> {
+        let pid = self.allocate_producer_id()?;
+        Ok(IdempotentProducer::new(self.shared.clone(), pid))
+    }
+
+    /// A transactional producer for `transactional_id`: the same producer id as its previous
+    /// incarnation with the next epoch. Whatever that incarnation left open is aborted, and the
+    /// incarnation is fenced: its next call fails with [`Error::ProducerFenced`].
+    pub fn transactional_producer(&self, transactional_id: &str, options: TransactionOptions) -> Result<TransactionalProducer> {
+        let coordinator = self.shared.coordinator()?;
+        let timeout = u32::try_from(options.timeout.as_millis()).unwrap_or(u32::MAX);
+        let (entry, pid, epoch) = coordinator.init(&*self.shared, transactional_id, timeout)?;
+        Ok(TransactionalProducer::new(self.shared.clone(), coordinator, entry, pid, epoch))
+    }
+
+    /// Every transactional id this log knows, with its state, sorted (the equivalent of
+    /// `kafka-transactions.sh list`).
+    pub fn list_transactions(&self) -> Vec<TransactionDescription> {
+        lock(&self.shared.coordinator).as_ref().map(|c| c.describe_all()).unwrap_or_default()
+    }
+
+    /// One transactional id's state, or `None` if the log has never seen it.
+    pub fn describe_transaction(&self, transactional_id: &str) -> Option<TransactionDescription> {
+        lock(&self.shared.coordinator).as_ref().and_then(|c| c.entry(transactional_id)).and_then(|e| e.describe())
+    }
+
+    /// Aborts a transactional id's open transaction and fences its producer, as an operator does
+    /// with `kafka-transactions.sh abort` for a hanging transaction. Waits for a call of that
+    /// producer in progress to finish. Returns whether a transaction was open.
+    pub fn abort_transaction(&self, transactional_id: &str) -> Result<bool> {
+        let coordinator = lock(&self.shared.coordinator).clone();
+        let Some(c) = coordinator else { return Ok(false) };
+        let Some(entry) = c.entry(transactional_id) else { return Ok(false) };
+        let mut inner = entry.inner.lock().unwrap_or_else(|e| e.into_inner());
+        c.abort_and_fence(&*self.shared, &entry, &mut inner)
     }
 
     /// A handle on one partition. Appends and fetches through it skip the topic lookup, which
@@ -751,6 +863,20 @@ impl Log {
             }
         }
         Ok(SendResult { bytes: pos - start, next_offset: fetched.next_offset() })
+    }
+
+    /// Reads as [`Log::fetch`] does, at an isolation level. With
+    /// [`IsolationLevel::ReadCommitted`] only committed records are returned: the fetch stops at
+    /// the last stable offset (an offset between it and the high watermark gives an empty result,
+    /// not an error), and [`Fetched::records`] skips the records of aborted transactions.
+    pub fn fetch_with(&self, topic: &str, partition: u32, offset: u64, max_bytes: u64, isolation: IsolationLevel) -> Result<Fetched> {
+        self.partition(topic, partition)?.fetch_isolated(offset, max_bytes, isolation)
+    }
+
+    /// The last stable offset: the end of what read_committed readers may see (the high
+    /// watermark, unless a transaction is open below it). Kafka's "latest" for read_committed.
+    pub fn last_stable_offset(&self, topic: &str, partition: u32) -> Result<u64> {
+        Ok(self.partition(topic, partition)?.last_stable_offset())
     }
 
     /// The partition's segments, oldest first.
@@ -814,26 +940,21 @@ impl Log {
         topics.values().flat_map(|t| t.partitions().iter().cloned().collect::<Vec<_>>()).collect()
     }
 
-    /// Applies `retention.ms` and `retention.bytes` now. Returns the number of segments deleted.
+    /// Applies `retention.ms` and `retention.bytes` now, and forgets producers idle longer than
+    /// `producer.id.expiration.ms` (the background thread does both every
+    /// `log.retention.check.interval.ms`). Returns the number of segments deleted.
     pub fn run_retention(&self) -> Result<usize> {
-        run_retention(&self.shared)
+        let n = run_retention(&self.shared)?;
+        expire_producers(&self.shared, now_ms());
+        Ok(n)
     }
 
     /// Commits offsets for a consumer group, durably (fsync'd) and atomically: after a crash
     /// either every offset of the call is committed or none is.
     pub fn commit_offsets(&self, group: &str, offsets: &[OffsetCommit<'_>]) -> Result<()> {
-        names::validate_group(group)?;
         // Under the catalog lock, so that a topic cannot be deleted between the check and the write.
         let _catalog = lock(&self.shared.catalog);
-        for c in offsets {
-            self.partition(c.topic, c.partition)?;
-            if c.metadata.len() > MAX_OFFSET_METADATA_BYTES {
-                return Err(Error::InvalidArgument(format!(
-                    "offset metadata of {} bytes exceeds offset.metadata.max.bytes ({MAX_OFFSET_METADATA_BYTES})",
-                    c.metadata.len()
-                )));
-            }
-        }
+        self.shared.check_offset_commits(group, offsets)?;
         if offsets.is_empty() {
             return Ok(());
         }
@@ -903,6 +1024,14 @@ impl Log {
             return Ok(());
         }
         self.stop_threads();
+        let result = self.close_files();
+        // Handles that outlive the log (producers, partition handles) refuse further use; the
+        // directory is free for the next opener either way.
+        lock(&self.shared.lock_file).take();
+        result
+    }
+
+    fn close_files(&mut self) -> Result<()> {
         let s = &self.shared;
         let mut first_err = None;
         for p in self.all_partitions() {
@@ -932,6 +1061,95 @@ impl Drop for Log {
         if let Err(e) = self.shutdown() {
             log::error!("{}: closing the log failed: {e}; the next open will recover", self.shared.dir.display());
         }
+    }
+}
+
+impl Shared {
+    pub(crate) fn check_open(&self) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) { Err(Error::Closed) } else { Ok(()) }
+    }
+
+    fn lookup(&self, topic: &str, partition: u32) -> Result<Arc<Partition>> {
+        let topics = self.topics.read().unwrap_or_else(|e| e.into_inner());
+        topics.get(topic).ok_or_else(|| Error::unknown(topic, None))?.partition(partition)
+    }
+
+    /// The partition an append goes to: `partition`, or the default partitioner's choice for the
+    /// first record's key. Internal topics are refused.
+    pub(crate) fn resolve(&self, topic: &str, partition: Option<u32>, records: &[Record<'_>]) -> Result<Arc<Partition>> {
+        self.check_open()?;
+        let topics = self.topics.read().unwrap_or_else(|e| e.into_inner());
+        let t = topics.get(topic).ok_or_else(|| Error::unknown(topic, None))?;
+        if t.internal {
+            return Err(Error::ReadOnly(format!("internal topic {topic}")));
+        }
+        let p = match partition {
+            Some(p) => p,
+            None => choose_partition(t, records.first().and_then(|r| r.key)),
+        };
+        t.partition(p)
+    }
+
+    /// Checks a group's offsets before they are committed: the group name, that each partition
+    /// exists, and the metadata size.
+    pub(crate) fn check_offset_commits(&self, group: &str, offsets: &[OffsetCommit<'_>]) -> Result<()> {
+        names::validate_group(group)?;
+        for c in offsets {
+            self.lookup(c.topic, c.partition)?;
+            if c.metadata.len() > MAX_OFFSET_METADATA_BYTES {
+                return Err(Error::InvalidArgument(format!(
+                    "offset metadata of {} bytes exceeds offset.metadata.max.bytes ({MAX_OFFSET_METADATA_BYTES})",
+                    c.metadata.len()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The transaction coordinator, creating `__transaction_state` on first use (as Kafka does).
+    pub(crate) fn coordinator(&self) -> Result<Arc<Coordinator>> {
+        self.check_open()?;
+        let mut slot = lock(&self.coordinator);
+        if let Some(c) = &*slot {
+            return Ok(c.clone());
+        }
+        let mut catalog = lock(&self.catalog);
+        let config = Arc::new(internal_config(&self.options));
+        let t = create_topic_files(&*self.vfs, &self.vfs, &self.dir, &mut catalog, TRANSACTION_STATE_TOPIC, 1, &config, &[], &self.env)?;
+        let c = Arc::new(Coordinator::load(t.partition(0)?)?);
+        self.topics.write().unwrap_or_else(|e| e.into_inner()).insert(TRANSACTION_STATE_TOPIC.to_string(), t);
+        *slot = Some(c.clone());
+        Ok(c)
+    }
+}
+
+impl transactions::Partitions for Shared {
+    fn partition(&self, topic: &str, partition: u32) -> Option<Arc<Partition>> {
+        self.lookup(topic, partition).ok()
+    }
+    fn all(&self) -> Vec<Arc<Partition>> {
+        shared_partitions(self)
+    }
+    fn groups(&self) -> &Groups {
+        &self.groups
+    }
+}
+
+/// The partitions of a log being opened, for the coordinator's recovery.
+struct OpenView<'a> {
+    topics: &'a TopicMap,
+    groups: &'a Groups,
+}
+
+impl transactions::Partitions for OpenView<'_> {
+    fn partition(&self, topic: &str, partition: u32) -> Option<Arc<Partition>> {
+        self.topics.get(topic)?.partition(partition).ok()
+    }
+    fn all(&self) -> Vec<Arc<Partition>> {
+        self.topics.values().flat_map(|t| t.partitions().iter().cloned().collect::<Vec<_>>()).collect()
+    }
+    fn groups(&self) -> &Groups {
+        self.groups
     }
 }
 
@@ -1062,6 +1280,14 @@ fn run_retention(s: &Shared) -> Result<usize> {
     Ok(n)
 }
 
+/// Forgets producers idle longer than `producer.id.expiration.ms` in every partition.
+fn expire_producers(s: &Shared, now: i64) {
+    let cutoff = now.saturating_sub(i64::try_from(s.options.producer_id_expiration.as_millis()).unwrap_or(i64::MAX));
+    for p in shared_partitions(s) {
+        p.expire_producers(cutoff);
+    }
+}
+
 fn write_checkpoint(s: &Shared) -> Result<()> {
     let mut entries: Vec<(String, u32, u64)> =
         shared_partitions(s).iter().map(|p| (p.topic.to_string(), p.id, p.durable_offset())).collect();
@@ -1091,11 +1317,16 @@ fn maintenance_loop(s: &Shared) {
                 log::error!("background flush of {}-{}: {e}", p.topic, p.id);
             }
         }
+        let coordinator = lock(&s.coordinator).clone();
+        if let Some(c) = coordinator {
+            c.abort_expired(s, now);
+        }
         if last_retention.elapsed() >= s.options.retention_check_interval {
             last_retention = Instant::now();
             if let Err(e) = run_retention(s) {
                 log::error!("background retention: {e}");
             }
+            expire_producers(s, now);
         }
         if last_checkpoint.elapsed() >= s.options.checkpoint_interval {
             last_checkpoint = Instant::now();

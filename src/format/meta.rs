@@ -58,12 +58,20 @@ pub fn encode_catalog(c: &Catalog) -> Vec<u8> {
     out
 }
 
-struct Reader<'a> {
+/// A cursor over little-endian fields that never reads past its bytes.
+pub(crate) struct Reader<'a> {
     b: &'a [u8],
 }
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+    pub(crate) fn new(b: &'a [u8]) -> Reader<'a> {
+        Reader { b }
+    }
+    /// The bytes not read yet.
+    pub(crate) fn rest(&self) -> &'a [u8] {
+        self.b
+    }
+    pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
         if n > self.b.len() {
             return Err("ends early".into());
         }
@@ -71,20 +79,20 @@ impl<'a> Reader<'a> {
         self.b = t;
         Ok(h)
     }
-    fn u16(&mut self) -> Result<u16, String> {
+    pub(crate) fn u16(&mut self) -> Result<u16, String> {
         let b = self.take(2)?;
         Ok(u16::from_le_bytes([b[0], b[1]]))
     }
-    fn u32(&mut self) -> Result<u32, String> {
+    pub(crate) fn u32(&mut self) -> Result<u32, String> {
         let b = self.take(4)?;
         Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
     }
-    fn u64(&mut self) -> Result<u64, String> {
+    pub(crate) fn u64(&mut self) -> Result<u64, String> {
         let mut x = [0u8; 8];
         x.copy_from_slice(self.take(8)?);
         Ok(u64::from_le_bytes(x))
     }
-    fn string(&mut self) -> Result<String, String> {
+    pub(crate) fn string(&mut self) -> Result<String, String> {
         let n = usize::from(self.u16()?);
         String::from_utf8(self.take(n)?.to_vec()).map_err(|_| "a name is not UTF-8".to_string())
     }

@@ -6,6 +6,7 @@ pub mod index;
 pub mod meta;
 pub mod record;
 pub mod scan;
+pub mod txn;
 pub mod varint;
 
 pub use batch::{BatchHeader, BatchView, Headers, RecordView, TimestampType};

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::format::batch::{BatchView, RecordIter, RecordView};
+use crate::format::txn::AbortedTxn;
 use crate::storage::segment::SegmentData;
 
 /// Batches read from one partition, borrowed from the segment's mapping.
@@ -36,6 +37,9 @@ pub struct Fetched {
     next_offset: u64,
     high_watermark: u64,
     log_start_offset: u64,
+    last_stable_offset: u64,
+    /// For read_committed: aborted transactions overlapping the range, by first offset.
+    aborted: Vec<AbortedTxn>,
 }
 
 impl std::fmt::Debug for Fetched {
@@ -51,7 +55,18 @@ impl std::fmt::Debug for Fetched {
 
 impl Fetched {
     pub(crate) fn empty(offset: u64, high_watermark: u64, log_start_offset: u64) -> Fetched {
-        Fetched { data: None, path: PathBuf::new(), start: 0, end: 0, offset, next_offset: offset, high_watermark, log_start_offset }
+        Fetched {
+            data: None,
+            path: PathBuf::new(),
+            start: 0,
+            end: 0,
+            offset,
+            next_offset: offset,
+            high_watermark,
+            log_start_offset,
+            last_stable_offset: high_watermark,
+            aborted: Vec::new(),
+        }
     }
 
     #[expect(clippy::too_many_arguments, reason = "a plain constructor for the log's fetch")]
@@ -65,7 +80,43 @@ impl Fetched {
         high_watermark: u64,
         log_start_offset: u64,
     ) -> Fetched {
-        Fetched { data: Some(data), path, start, end, offset, next_offset, high_watermark, log_start_offset }
+        Fetched {
+            data: Some(data),
+            path,
+            start,
+            end,
+            offset,
+            next_offset,
+            high_watermark,
+            log_start_offset,
+            last_stable_offset: high_watermark,
+            aborted: Vec::new(),
+        }
+    }
+
+    pub(crate) fn with_last_stable_offset(mut self, lso: u64) -> Fetched {
+        self.last_stable_offset = lso;
+        self
+    }
+
+    pub(crate) fn with_aborted(mut self, mut aborted: Vec<AbortedTxn>) -> Fetched {
+        aborted.sort_by_key(|a| a.first_offset);
+        self.aborted = aborted;
+        self
+    }
+
+    /// The partition's last stable offset when the fetch was made: the end of what read_committed
+    /// readers may see (the high watermark unless a transaction is open below it).
+    pub fn last_stable_offset(&self) -> u64 {
+        self.last_stable_offset
+    }
+
+    /// For a read_committed fetch, the aborted transactions whose records lie in the fetched range,
+    /// by first offset ([`Fetched::records`] skips them; whoever reads [`Fetched::batches`] or
+    /// [`Fetched::bytes`] directly skips the transactional batches of `producer_id` from
+    /// `first_offset` up to the marker at `last_offset`, as a Kafka consumer does).
+    pub fn aborted_transactions(&self) -> &[AbortedTxn] {
+        &self.aborted
     }
 
     /// The raw bytes of the fetched batches, exactly as stored (what sendfile would send).
@@ -107,9 +158,17 @@ impl Fetched {
         Batches { bytes: self.bytes(), pos: 0, fetched: self }
     }
 
-    /// The records at or after the requested offset, in order, skipping control batches.
+    /// The records at or after the requested offset, in order, skipping control batches (and, for
+    /// a read_committed fetch, the batches of aborted transactions, whole, without decoding them).
     pub fn records(&self) -> Records<'_> {
-        Records { batches: self.batches(), current: None, offset: self.offset }
+        Records {
+            batches: self.batches(),
+            current: None,
+            offset: self.offset,
+            aborted: &self.aborted,
+            next_aborted: 0,
+            skipping: Vec::new(),
+        }
     }
 
     fn corrupt(&self, pos: usize, reason: String) -> Error {
@@ -149,6 +208,27 @@ pub struct Records<'a> {
     batches: Batches<'a>,
     current: Option<RecordIter<'a>>,
     offset: u64,
+    aborted: &'a [AbortedTxn],
+    next_aborted: usize,
+    /// Aborted transactions being skipped: producer id and marker offset.
+    skipping: Vec<(i64, u64)>,
+}
+
+impl Records<'_> {
+    /// Whether a batch belongs to an aborted transaction (Kafka's consumer-side filter: a
+    /// transaction is skipped from its first offset until its abort marker).
+    fn is_aborted(&mut self, b: &BatchView<'_>) -> bool {
+        if self.aborted.is_empty() {
+            return false;
+        }
+        let h = b.header();
+        while let Some(a) = self.aborted.get(self.next_aborted).filter(|a| a.first_offset <= h.base_offset) {
+            self.skipping.push((a.producer_id, a.last_offset));
+            self.next_aborted += 1;
+        }
+        self.skipping.retain(|&(_, marker)| marker > h.base_offset);
+        h.is_transactional() && self.skipping.iter().any(|&(pid, _)| pid == h.producer_id)
+    }
 }
 
 impl<'a> Iterator for Records<'a> {
@@ -173,6 +253,7 @@ impl<'a> Iterator for Records<'a> {
             match self.batches.next()? {
                 Ok(b) if b.header().is_control() => continue,
                 Ok(b) if b.header().next_offset() <= self.offset => continue,
+                Ok(b) if self.is_aborted(&b) => continue,
                 Ok(b) => self.current = Some(b.records()),
                 Err(e) => return Some(Err(e)),
             }

@@ -10,11 +10,13 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
-use crate::config::{Acks, HighWatermark, TopicConfig};
+use crate::config::{Acks, HighWatermark, IsolationLevel, TopicConfig};
 use crate::error::{Error, Result};
 use crate::format::Record;
-use crate::format::batch::{self, BatchView, ProducerFields};
+use crate::format::batch::{self, BatchHeader, BatchView, ProducerFields};
+use crate::format::txn::{self as txnfmt, MarkerType};
 use crate::log::fetch::Fetched;
+use crate::log::producer_state::{self, Check, ProducerStates, Refusal, TxnView};
 use crate::storage::OpenSegments;
 use crate::storage::prefault::Prefaulter;
 use crate::storage::segment::{ActiveSegment, Segment};
@@ -42,6 +44,10 @@ struct Writer {
     dir_dirty: bool,
     /// Wall-clock time of the first append to the active segment, for `segment.ms`.
     active_since: Option<i64>,
+    /// Every producer seen (idempotence, fencing, open transactions).
+    producers: ProducerStates,
+    /// Producer-state snapshots written since the last sync.
+    unsynced_snapshots: Vec<(PathBuf, Arc<dyn VFile>)>,
 }
 
 /// A partition of a topic.
@@ -68,6 +74,19 @@ pub struct Partition {
     synced: Condvar,
     /// acks=all batches written so far: a gathering leader counts arrivals with it.
     acks_all_batches: AtomicU64,
+    /// Open and aborted transactions, for read_committed readers.
+    txn: RwLock<TxnView>,
+    /// A transaction marker was written: the maintenance thread syncs it at once, so that
+    /// read_committed readers see the outcome without waiting for `flush.ms`.
+    flush_requested: AtomicBool,
+}
+
+/// What [`Partition::write_batch`] did.
+enum Written {
+    /// Appended; the new log end offset.
+    New(u64),
+    /// A retry of a batch already stored there.
+    Duplicate(txnfmt::BatchMeta),
 }
 
 /// The group-commit state, under `Partition::sync`.
@@ -110,6 +129,8 @@ pub(crate) struct LogEnv {
 pub(crate) struct Loaded {
     pub segments: Vec<Arc<Segment>>,
     pub active: ActiveSegment,
+    pub producers: ProducerStates,
+    pub txn: TxnView,
 }
 
 impl Partition {
@@ -141,10 +162,14 @@ impl Partition {
                 unsynced: Vec::new(),
                 dir_dirty: false,
                 active_since: None,
+                producers: loaded.producers,
+                unsynced_snapshots: Vec::new(),
             }),
             sync: Mutex::new(SyncState::default()),
             synced: Condvar::new(),
             acks_all_batches: AtomicU64::new(0),
+            txn: RwLock::new(loaded.txn),
+            flush_requested: AtomicBool::new(false),
         }
     }
 
@@ -184,6 +209,11 @@ impl Partition {
         drop(lock(&self.writer));
     }
 
+    /// Whether the partition's topic was deleted.
+    pub(crate) fn is_deleted(&self) -> bool {
+        self.deleted.load(Ordering::Acquire)
+    }
+
     fn check_writable(&self) -> Result<()> {
         if self.deleted.load(Ordering::Acquire) {
             return Err(Error::unknown(&self.topic, Some(self.id)));
@@ -203,8 +233,10 @@ impl Partition {
         e
     }
 
-    /// Appends `records` as one batch. See [`crate::Log::append`].
-    pub fn append(&self, records: &[Record<'_>], acks: Acks, producer: ProducerFields, control: bool) -> Result<AppendResult> {
+    /// Appends `records` as one batch. See [`crate::Log::append`]. A batch from an idempotent
+    /// producer (`producer.producer_id >= 0`) is checked against the producer's state: a retry of
+    /// one of its last five batches returns where that batch was stored and writes nothing.
+    pub fn append(&self, records: &[Record<'_>], acks: Acks, producer: ProducerFields) -> Result<AppendResult> {
         if records.is_empty() {
             return Err(Error::InvalidArgument("a batch needs at least one record".into()));
         }
@@ -219,61 +251,133 @@ impl Partition {
         }
         self.check_writable()?;
         let now = now_ms();
-        let next = self.write_batch(records, now, producer, control, max)?;
+        let (base, next) = match self.write_batch(records, now, producer, max)? {
+            Written::New(next) => (next - records.len() as u64, next),
+            Written::Duplicate(b) => (b.base_offset, b.last_offset + 1),
+        };
         if acks == Acks::All {
             self.acks_all_batches.fetch_add(1, Ordering::Relaxed);
             self.sync_to(next)?;
         }
-        let n = records.len() as u64;
         Ok(AppendResult {
             partition: self.id,
-            base_offset: next - n,
+            base_offset: base,
             last_offset: next - 1,
             log_append_time: if self.config.message_timestamp_type == crate::format::TimestampType::LogAppendTime { now } else { -1 },
         })
     }
 
-    /// Encodes and copies one batch in under the writer lock. Returns the new log end offset.
-    fn write_batch(&self, records: &[Record<'_>], now: i64, producer: ProducerFields, control: bool, max: u64) -> Result<u64> {
-        let next = {
-            let mut w = lock(&self.writer);
-            self.check_writable()?;
-            let base = self.leo.load(Ordering::Relaxed);
-            if base.saturating_add(records.len() as u64) > batch::MAX_OFFSET {
-                return Err(Error::InvalidArgument("the partition has run out of offsets".into()));
+    fn refusal(&self, r: Refusal, producer: &ProducerFields) -> Error {
+        match r {
+            Refusal::Fenced { current } => {
+                Error::ProducerFenced { producer_id: producer.producer_id, epoch: producer.producer_epoch, current_epoch: current }
             }
-            let Writer { buf, .. } = &mut *w;
-            let header = batch::encode_batch(buf, base, records, self.config.message_timestamp_type, now, producer, control);
-            if w.buf.len() as u64 > max {
-                return Err(Error::RecordTooLarge { size: w.buf.len() as u64, max });
+            Refusal::OutOfOrder { expected } => Error::OutOfOrderSequence {
+                topic: self.topic.to_string(),
+                partition: self.id,
+                producer_id: producer.producer_id,
+                expected,
+                received: producer.base_sequence,
+            },
+            Refusal::UnknownProducer => Error::UnknownProducerId {
+                topic: self.topic.to_string(),
+                partition: self.id,
+                producer_id: producer.producer_id,
+                sequence: producer.base_sequence,
+            },
+        }
+    }
+
+    /// Checks, encodes and copies one batch in under the writer lock.
+    fn write_batch(&self, records: &[Record<'_>], now: i64, producer: ProducerFields, max: u64) -> Result<Written> {
+        let mut w = lock(&self.writer);
+        self.check_writable()?;
+        if producer.producer_id >= 0 {
+            match w.producers.check(producer.producer_id, producer.producer_epoch, producer.base_sequence, records.len() as u32) {
+                Ok(Check::Append) => {}
+                Ok(Check::Duplicate(b)) => return Ok(Written::Duplicate(b)),
+                Err(r) => return Err(self.refusal(r, &producer)),
             }
-            let too_old = match (self.config.segment_ms, w.active_since) {
-                (Some(ms), Some(since)) => now.saturating_sub(since) >= ms as i64,
-                _ => false,
-            };
-            if !w.active.fits(w.buf.len() as u64, header.last_offset(), self.config.segment_bytes)
-                || (too_old && w.active.segment().size() > 0)
-            {
-                self.roll(&mut w)?;
+        }
+        let base = self.leo.load(Ordering::Relaxed);
+        if base.saturating_add(records.len() as u64) > batch::MAX_OFFSET {
+            return Err(Error::InvalidArgument("the partition has run out of offsets".into()));
+        }
+        let Writer { buf, .. } = &mut *w;
+        let header = batch::encode_batch(buf, base, records, self.config.message_timestamp_type, now, producer, false);
+        if w.buf.len() as u64 > max {
+            return Err(Error::RecordTooLarge { size: w.buf.len() as u64, max });
+        }
+        self.write_buffered(&mut w, &header, now, None).map(Written::New)
+    }
+
+    /// Writes a transaction marker for `producer_id` if it has a transaction open here, and
+    /// returns whether it did. Without an open transaction it only records the epoch, so that
+    /// later batches of older epochs are fenced.
+    pub(crate) fn write_marker(&self, producer_id: i64, epoch: i16, marker: MarkerType) -> Result<bool> {
+        let mut w = lock(&self.writer);
+        self.check_writable()?;
+        let now = now_ms();
+        let open = match w.producers.producers.get(&producer_id) {
+            Some(e) if epoch < e.epoch => {
+                return Err(Error::ProducerFenced { producer_id, epoch, current_epoch: e.epoch });
             }
-            let Writer { active, buf, .. } = &mut *w;
-            // A full disk fails here, before anything is written: the partition stays usable and
-            // appends succeed again once space is freed.
-            active.reserve(buf.len())?;
-            if let Err(e) = active.append(buf, &header) {
-                return Err(self.poison(e));
-            }
-            if w.active_since.is_none() {
-                w.active_since = Some(now);
-            }
-            let next = header.next_offset();
-            self.leo.store(next, Ordering::Release);
-            if self.config.high_watermark == HighWatermark::Written {
-                w.active.segment().publish(w.active.segment().size());
-                self.hw.store(next, Ordering::Release);
-            }
-            next
+            Some(e) => e.txn_first_offset.is_some(),
+            None => false,
         };
+        if !open {
+            w.producers.bump_epoch(producer_id, epoch, now);
+            return Ok(false);
+        }
+        let base = self.leo.load(Ordering::Relaxed);
+        let (key, value) = (txnfmt::encode_marker_key(marker), txnfmt::encode_marker_value(0));
+        let rec = [Record { key: Some(&key), value: Some(&value), headers: &[], timestamp: None }];
+        let fields = ProducerFields { producer_id, producer_epoch: epoch, base_sequence: -1, transactional: true };
+        let Writer { buf, .. } = &mut *w;
+        let header = batch::encode_batch(buf, base, &rec, self.config.message_timestamp_type, now, fields, true);
+        self.write_buffered(&mut w, &header, now, Some(marker))?;
+        self.flush_requested.store(true, Ordering::Release);
+        Ok(true)
+    }
+
+    /// Copies the batch encoded in `w.buf` in at the log end (rolling first if it does not fit),
+    /// folds it into the producer state, and publishes it. Returns the new log end offset.
+    fn write_buffered(&self, w: &mut Writer, header: &BatchHeader, now: i64, marker: Option<MarkerType>) -> Result<u64> {
+        let too_old = match (self.config.segment_ms, w.active_since) {
+            (Some(ms), Some(since)) => now.saturating_sub(since) >= ms as i64,
+            _ => false,
+        };
+        if !w.active.fits(w.buf.len() as u64, header.last_offset(), self.config.segment_bytes) || (too_old && w.active.segment().size() > 0)
+        {
+            self.roll(w)?;
+        }
+        let Writer { active, buf, .. } = &mut *w;
+        // A full disk fails here, before anything is written: the partition stays usable and
+        // appends succeed again once space is freed.
+        active.reserve(buf.len())?;
+        if let Err(e) = active.append(buf, header) {
+            return Err(self.poison(e));
+        }
+        if w.active_since.is_none() {
+            w.active_since = Some(now);
+        }
+        if header.producer_id >= 0 {
+            if header.is_transactional() {
+                // Before the log end offset moves: a reader that sees the high watermark pass this
+                // batch must also see the transaction it opens.
+                let mut view = self.txn.write().unwrap_or_else(|e| e.into_inner());
+                let aborted = w.producers.apply(header, marker, now, &mut view);
+                view.aborted.extend(aborted);
+            } else {
+                w.producers.apply(header, None, now, &mut TxnView::default());
+            }
+        }
+        let next = header.next_offset();
+        self.leo.store(next, Ordering::Release);
+        if self.config.high_watermark == HighWatermark::Written {
+            w.active.segment().publish(w.active.segment().size());
+            self.hw.store(next, Ordering::Release);
+        }
         Ok(next)
     }
 
@@ -295,6 +399,12 @@ impl Partition {
         let mut new = new;
         new.set_prefaulter(self.prefaulter.clone());
         let new_seg = new.segment().clone();
+        // The producer state as of the new segment's base, so that recovery replays at most the
+        // segments after it.
+        let snapshot = w.producers.snapshot(base, &self.txn.read().unwrap_or_else(|e| e.into_inner()));
+        let file = producer_state::write_snapshot(&*self.vfs, &self.dir, &snapshot).map_err(|e| self.poison(e))?;
+        w.unsynced_snapshots.push(file);
+        producer_state::remove_old_snapshots(&*self.vfs, &self.dir, base, 2);
         let old = std::mem::replace(&mut w.active, new);
         let (sealed, file) = old.into_parts();
         w.unsynced.push((sealed.clone(), file));
@@ -378,15 +488,19 @@ impl Partition {
     /// file was created, the directory; then publishes the new durable offset (and high watermark).
     fn sync_now(&self) -> Result<()> {
         self.check_writable()?;
-        let (leo, active, file, size, unsynced, dir_dirty) = {
+        let (leo, active, file, size, unsynced, dir_dirty, snapshots) = {
             let mut w = lock(&self.writer);
             let unsynced = std::mem::take(&mut w.unsynced);
+            let snapshots = std::mem::take(&mut w.unsynced_snapshots);
             let dir_dirty = std::mem::replace(&mut w.dir_dirty, false);
             let seg = w.active.segment().clone();
-            (self.leo.load(Ordering::Acquire), seg.clone(), w.active.file().clone(), seg.size(), unsynced, dir_dirty)
+            (self.leo.load(Ordering::Acquire), seg.clone(), w.active.file().clone(), seg.size(), unsynced, dir_dirty, snapshots)
         };
         for (seg, f) in &unsynced {
             f.sync_data().map_err(|e| self.poison(Error::io("fdatasync", seg.log_path(), e)))?;
+        }
+        for (path, f) in &snapshots {
+            f.sync_data().map_err(|e| self.poison(Error::io("fdatasync", path.clone(), e)))?;
         }
         file.sync_data().map_err(|e| self.poison(Error::io("fdatasync", active.log_path(), e)))?;
         if dir_dirty {
@@ -411,29 +525,50 @@ impl Partition {
 
     /// Syncs if there is unsynced data and `flush.ms` has passed since the last sync.
     pub(crate) fn maybe_flush(&self, now: i64) -> Result<()> {
-        let due = now.saturating_sub(self.last_sync_ms.load(Ordering::Relaxed)) >= self.config.flush_ms as i64;
+        let due = now.saturating_sub(self.last_sync_ms.load(Ordering::Relaxed)) >= self.config.flush_ms as i64
+            || self.flush_requested.swap(false, Ordering::AcqRel);
         if due && self.durable_offset() < self.log_end_offset() && !self.poisoned.load(Ordering::Acquire) {
             self.sync()?;
         }
         Ok(())
     }
 
-    /// Reads from `offset`. See [`crate::Log::fetch`].
+    /// The last stable offset: the end of what read_committed readers may see, the high
+    /// watermark unless a transaction is open below it.
+    pub fn last_stable_offset(&self) -> u64 {
+        // The high watermark first: a transaction is in the view before its first batch can be
+        // below the high watermark.
+        let hw = self.high_watermark();
+        hw.min(self.txn.read().unwrap_or_else(|e| e.into_inner()).first_unstable())
+    }
+
+    /// Reads from `offset` (read_uncommitted). See [`crate::Log::fetch`].
     pub fn fetch(&self, offset: u64, max_bytes: u64) -> Result<Fetched> {
+        self.fetch_isolated(offset, max_bytes, IsolationLevel::ReadUncommitted)
+    }
+
+    /// Reads from `offset` at an isolation level. See [`crate::Log::fetch_with`].
+    pub fn fetch_isolated(&self, offset: u64, max_bytes: u64, isolation: IsolationLevel) -> Result<Fetched> {
         if self.deleted.load(Ordering::Acquire) {
             return Err(Error::unknown(&self.topic, Some(self.id)));
         }
         // Load the high watermark before the segment list: a roll publishes the new list before
         // the high watermark can move into the new segment.
         let hw = self.high_watermark();
+        let lso = match isolation {
+            IsolationLevel::ReadUncommitted => hw,
+            IsolationLevel::ReadCommitted => hw.min(self.txn.read().unwrap_or_else(|e| e.into_inner()).first_unstable()),
+        };
         let segs = self.segments();
         let log_start = self.log_start_offset();
         if offset < log_start || offset > hw {
             return Err(Error::OffsetOutOfRange { requested: offset, log_start, high_watermark: hw });
         }
-        if offset == hw {
-            return Ok(Fetched::empty(offset, hw, log_start));
+        if offset >= lso {
+            return Ok(Fetched::empty(offset, hw, log_start).with_last_stable_offset(lso));
         }
+        // From here on `hw` bounds the batches returned: for read_committed, the last stable offset.
+        let (hw, high_watermark) = (lso, hw);
         let i = segs.partition_point(|s| s.base_offset <= offset);
         let Some(seg) = i.checked_sub(1).and_then(|i| segs.get(i)) else {
             return Err(Error::OffsetOutOfRange { requested: offset, log_start, high_watermark: hw });
@@ -450,7 +585,7 @@ impl Partition {
             Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
                 // Retention deleted the segment after the list was read.
                 let log_start = self.log_start_offset();
-                return Err(Error::OffsetOutOfRange { requested: offset, log_start, high_watermark: self.high_watermark() });
+                return Err(Error::OffsetOutOfRange { requested: offset, log_start, high_watermark });
             }
             Err(e) => return Err(e),
         };
@@ -486,7 +621,13 @@ impl Partition {
                 format!("no batch holds offset {offset}, below the high watermark {hw}"),
             ));
         }
-        Ok(Fetched::new(data, seg.log_path(), start, pos, offset, next_offset, hw, log_start))
+        let aborted = match isolation {
+            IsolationLevel::ReadUncommitted => Vec::new(),
+            IsolationLevel::ReadCommitted => self.txn.read().unwrap_or_else(|e| e.into_inner()).aborted_in(offset, next_offset),
+        };
+        Ok(Fetched::new(data, seg.log_path(), start, pos, offset, next_offset, high_watermark, log_start)
+            .with_last_stable_offset(lso)
+            .with_aborted(aborted))
     }
 
     /// The first offset whose record has a timestamp at or after `timestamp`, with that
@@ -588,6 +729,9 @@ impl Partition {
             seg.delete_files()?;
             seg.evict();
         }
+        let log_start = self.log_start_offset();
+        self.txn.write().unwrap_or_else(|e| e.into_inner()).prune(log_start);
+        producer_state::remove_snapshots_before(&*self.vfs, &self.dir, log_start);
         self.vfs.sync_dir(&self.dir).map_err(|e| Error::io("fsync", self.dir.to_path_buf(), e))?;
         Ok(removed.len())
     }
@@ -611,7 +755,29 @@ impl Partition {
         file.sync_data().map_err(|e| Error::io("fdatasync", &path, e))?;
         active.flush_indexes()?;
         active.sync_indexes()?;
+        // The producer state at the log end, so that the next open replays nothing.
+        let leo = self.log_end_offset();
+        let snapshot = w.producers.snapshot(leo, &self.txn.read().unwrap_or_else(|e| e.into_inner()));
+        let (snap_path, f) = producer_state::write_snapshot(&*self.vfs, &self.dir, &snapshot)?;
+        f.sync_data().map_err(|e| Error::io("fdatasync", snap_path, e))?;
+        producer_state::remove_old_snapshots(&*self.vfs, &self.dir, leo, 2);
+        self.vfs.sync_dir(&self.dir).map_err(|e| Error::io("fsync", self.dir.to_path_buf(), e))?;
         Ok(())
+    }
+
+    /// Producers with a transaction open in this partition, with their epochs.
+    pub(crate) fn open_transactions(&self) -> Vec<(i64, i16)> {
+        lock(&self.writer).producers.open_transactions()
+    }
+
+    /// Forgets producers idle since before `cutoff` (ms) that have no transaction open.
+    pub(crate) fn expire_producers(&self, cutoff: i64) -> usize {
+        lock(&self.writer).producers.expire(cutoff)
+    }
+
+    /// How many producers this partition remembers.
+    pub fn producer_count(&self) -> usize {
+        lock(&self.writer).producers.producers.len()
     }
 
     /// Number of segments and their total size in bytes.

@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 use crate::format::index;
 use crate::format::scan::{self, Scan};
 use crate::log::partition::{Loaded, now_ms};
+use crate::log::producer_state;
 use crate::storage::segment::{self, ActiveSegment, Segment, index_limit, parse_segment_file_name};
 use crate::storage::vfs::{OpenMode, Vfs};
 
@@ -81,7 +82,8 @@ pub(crate) fn load_partition(ctx: &LoadContext<'_>) -> Result<(Loaded, RecoveryR
     if logs.is_empty() {
         let active = ActiveSegment::create(vfs.clone(), dir.clone(), 0, capacity, interval)?;
         vfs.sync_dir(dir).map_err(io("fsync", dir))?;
-        return Ok((Loaded { segments: vec![active.segment().clone()], active }, report));
+        let (producers, txn) = producer_state::recover(&**vfs, dir, &[], 0, interval)?;
+        return Ok((Loaded { segments: vec![active.segment().clone()], active, producers, txn }, report));
     }
     let mut disk = Vec::with_capacity(logs.len());
     for &base in &logs {
@@ -188,7 +190,8 @@ pub(crate) fn load_partition(ctx: &LoadContext<'_>) -> Result<(Loaded, RecoveryR
     let rebuilt = scans.pop().flatten();
     let last_seg = segments[last].clone();
     let active = ActiveSegment::reopen(last_seg, capacity, interval, rebuilt)?;
-    Ok((Loaded { segments, active }, report))
+    let (producers, txn) = producer_state::recover(&**vfs, dir, &segments, active.segment().next_offset(), interval)?;
+    Ok((Loaded { segments, active, producers, txn }, report))
 }
 
 /// Checks that the last segment ends where a clean shutdown leaves it: the bytes after the last
