@@ -20,6 +20,8 @@
 //!
 //! Under `cargo test` (criterion's test mode, no `--bench` argument) each benchmark runs once.
 
+mod common;
+
 use std::hint::black_box;
 use std::io::Write;
 use std::sync::Barrier;
@@ -28,19 +30,9 @@ use std::time::{Duration, Instant};
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 use runnel::{Acks, HighWatermark, Log, LogOptions, Record, TopicConfig};
 
+use common::{bench_dir, payload};
+
 const TOPIC: &str = "bench";
-
-/// A fresh directory on the real disk for one benchmark.
-fn bench_dir(prefix: &str) -> tempfile::TempDir {
-    let root = env!("CARGO_TARGET_TMPDIR");
-    std::fs::create_dir_all(root).expect("create CARGO_TARGET_TMPDIR");
-    tempfile::Builder::new().prefix(prefix).tempdir_in(root).expect("create a bench directory")
-}
-
-/// Deterministic, non-constant value bytes.
-fn payload(len: usize) -> Vec<u8> {
-    (0..len as u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect()
-}
 
 /// An open log with one single-partition topic, in its own directory.
 struct Fixture {

@@ -16,32 +16,18 @@
 //!
 //! Under `cargo test` (criterion's test mode) the partition holds 1 MiB and each benchmark runs once.
 
+mod common;
+
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use runnel::{Acks, Log, LogOptions, Record, TopicConfig};
 
+use common::{bench_dir, full_run, payload};
+
 const TOPIC: &str = "bench";
 const MAX_BYTES: u64 = 1 << 20;
 const PER_BATCH: usize = 100;
-
-/// Whether this is a real benchmark run (`cargo bench`), not criterion's test or list mode.
-fn full_run() -> bool {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter().any(|a| a == "--bench") && !args.iter().any(|a| a == "--test" || a == "--list")
-}
-
-/// A fresh directory on the real disk for one benchmark.
-fn bench_dir(prefix: &str) -> tempfile::TempDir {
-    let root = env!("CARGO_TARGET_TMPDIR");
-    std::fs::create_dir_all(root).expect("create CARGO_TARGET_TMPDIR");
-    tempfile::Builder::new().prefix(prefix).tempdir_in(root).expect("create a bench directory")
-}
-
-/// Deterministic, non-constant value bytes.
-fn payload(len: usize) -> Vec<u8> {
-    (0..len as u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect()
-}
 
 struct Fixture {
     log: Log,
