@@ -11,6 +11,8 @@
 //!   partition (one fsync): the floor a transaction is measured against.
 //!   `append_acks_all_4_partitions`: 25 records to each of 4 partitions, each acks=all, one after
 //!   the other (four fsyncs): what a transaction would cost with an fsync per partition.
+//!   `transaction_4_partitions_4_producers`: four producers on four threads, each committing such
+//!   transactions over the same four partitions; time per transaction (group commit shares fsyncs).
 //! * `read_committed`: a partition of 20,000 transactions of 10 records of 100 bytes (10% of them
 //!   aborted), read from start to end with read_uncommitted and with read_committed, touching
 //!   every value. Throughput counts the records stored (both read the same bytes of log).
@@ -113,6 +115,35 @@ fn transaction_acks_all(c: &mut Criterion) {
         });
     });
     drop(producer);
+    drop(f);
+
+    // Four producers committing at once share each partition's fsyncs (group commit).
+    let f = fixture(4, config.clone());
+    let producers: Vec<_> =
+        (0..4).map(|i| f.log.transactional_producer(&format!("bench-{i}"), TransactionOptions::default()).expect("producer")).collect();
+    g.bench_function("transaction_4_partitions_4_producers", |b| {
+        b.iter_custom(|iters| {
+            let per = iters.div_ceil(4);
+            let t = Instant::now();
+            std::thread::scope(|s| {
+                for producer in &producers {
+                    let quarter = &quarter;
+                    s.spawn(move || {
+                        for _ in 0..per {
+                            producer.begin().expect("begin");
+                            for p in 0..4 {
+                                producer.send(TOPIC, Some(p), black_box(quarter)).expect("send");
+                            }
+                            producer.commit().expect("commit");
+                        }
+                    });
+                }
+            });
+            // Per transaction: the elapsed time over the transactions committed.
+            t.elapsed().mul_f64(iters as f64 / (per * 4) as f64)
+        });
+    });
+    drop(producers);
     drop(f);
 
     let f = fixture(4, config.clone());

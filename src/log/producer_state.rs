@@ -90,10 +90,32 @@ impl TxnView {
     }
 }
 
+/// Hashes a producer id with one multiplication: ids are small integers the log hands out itself
+/// (an id that is not one is refused before it reaches the map), and the map is looked up on every
+/// idempotent append, where SipHash would cost more than the rest of the check.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct PidHasher(u64);
+
+impl std::hash::Hasher for PidHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+    fn write_i64(&mut self, v: i64) {
+        self.0 = (v as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+type PidMap<V> = HashMap<i64, V, std::hash::BuildHasherDefault<PidHasher>>;
+
 /// The writer's side: every producer seen.
 #[derive(Default)]
 pub(crate) struct ProducerStates {
-    pub producers: HashMap<i64, ProducerEntry>,
+    pub producers: PidMap<ProducerEntry>,
 }
 
 impl ProducerStates {
@@ -211,7 +233,7 @@ impl ProducerStates {
     /// Rebuilds the state (and the view) from a snapshot.
     pub fn restore(s: ProducerSnapshot) -> (ProducerStates, TxnView) {
         let mut view = TxnView { open: BTreeMap::new(), aborted: s.aborted };
-        let mut producers = HashMap::with_capacity(s.producers.len());
+        let mut producers = PidMap::with_capacity_and_hasher(s.producers.len(), Default::default());
         for p in s.producers {
             if let Some(first) = p.txn_first_offset {
                 view.open.insert(first, p.producer_id);

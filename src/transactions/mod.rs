@@ -277,8 +277,13 @@ impl Coordinator {
         let mut inner = lock(&entry.inner);
         if inner.producer_id >= 0 {
             match inner.status {
-                // Committed, but the markers failed: finish the commit.
-                TxnStatus::PrepareCommit => self.finish(parts, &entry.id, &mut inner, MarkerType::Commit)?,
+                // A commit whose fsync round or markers failed: whether its decision is durable is
+                // unknown here, so only recovery (which reads what is on disk) may decide it.
+                TxnStatus::PrepareCommit => {
+                    return Err(Error::InvalidTransactionState(format!(
+                        "the last commit of {id:?} failed part way (an I/O error) and is in doubt; reopen the log to resolve it"
+                    )));
+                }
                 TxnStatus::Ongoing | TxnStatus::PrepareAbort => {
                     // Abort with a new epoch, which also fences the old incarnation in those partitions.
                     if inner.epoch < i16::MAX - 1 {
