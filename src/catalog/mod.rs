@@ -805,7 +805,7 @@ impl Log {
         let Some(c) = coordinator else { return Ok(false) };
         let Some(entry) = c.entry(transactional_id) else { return Ok(false) };
         let mut inner = entry.inner.lock().unwrap_or_else(|e| e.into_inner());
-        c.abort_and_fence(&*self.shared, &entry, &mut inner)
+        c.abort_and_fence(&*self.shared, transactional_id, &mut inner)
     }
 
     /// A handle on one partition. Appends and fetches through it skip the topic lookup, which

@@ -328,6 +328,10 @@ pub struct TxnRecord {
     pub updated_ms: i64,
     /// The partitions of the transaction being decided (PrepareCommit/PrepareAbort), else empty.
     pub partitions: Vec<TxnPartition>,
+    /// Partitions of earlier committed transactions of this producer whose commit markers may not
+    /// be durable yet: recovery writes a commit marker there if the producer's transaction open in
+    /// the partition began below `end_offset`.
+    pub committed: Vec<TxnPartition>,
 }
 
 const TXN_KEY_PID_BLOCK: u8 = 0;
@@ -384,7 +388,8 @@ pub fn decode_pid_block(b: &[u8]) -> Option<u64> {
 
 /// Encodes a transactional id's record:
 /// version u16 (0) | producer id i64 | epoch i16 | state u8 | reserved u8 | timeout ms u32 |
-/// updated ms i64 | partition count u32 | per partition: topic (u16 length + bytes), partition u32, end offset u64.
+/// updated ms i64 | partition count u32 | per partition: topic (u16 length + bytes), partition u32,
+/// end offset u64 | committed count u32 | per committed partition: the same three fields.
 pub fn encode_txn_record(t: &TxnRecord) -> Vec<u8> {
     let mut v = Vec::with_capacity(32 + t.partitions.len() * 24);
     v.extend_from_slice(&TXN_VALUE_VERSION.to_le_bytes());
@@ -394,14 +399,29 @@ pub fn encode_txn_record(t: &TxnRecord) -> Vec<u8> {
     v.push(0);
     v.extend_from_slice(&t.timeout_ms.to_le_bytes());
     v.extend_from_slice(&t.updated_ms.to_le_bytes());
-    v.extend_from_slice(&(t.partitions.len() as u32).to_le_bytes());
-    for p in &t.partitions {
-        v.extend_from_slice(&(p.topic.len() as u16).to_le_bytes());
-        v.extend_from_slice(p.topic.as_bytes());
-        v.extend_from_slice(&p.partition.to_le_bytes());
-        v.extend_from_slice(&p.end_offset.to_le_bytes());
+    for list in [&t.partitions, &t.committed] {
+        v.extend_from_slice(&(list.len() as u32).to_le_bytes());
+        for p in list {
+            v.extend_from_slice(&(p.topic.len() as u16).to_le_bytes());
+            v.extend_from_slice(p.topic.as_bytes());
+            v.extend_from_slice(&p.partition.to_le_bytes());
+            v.extend_from_slice(&p.end_offset.to_le_bytes());
+        }
     }
     v
+}
+
+fn decode_partitions(r: &mut Reader<'_>) -> Option<Vec<TxnPartition>> {
+    let n = r.u32().ok()?;
+    // Each entry takes at least 14 bytes: bound the count by the bytes present before allocating.
+    if u64::from(n) * 14 > r.rest().len() as u64 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(n as usize);
+    for _ in 0..n {
+        out.push(TxnPartition { topic: r.string().ok()?, partition: r.u32().ok()?, end_offset: r.u64().ok()? });
+    }
+    Some(out)
 }
 
 /// Decodes a transactional id's record.
@@ -418,15 +438,9 @@ pub fn decode_txn_record(b: &[u8]) -> Option<TxnRecord> {
     }
     let timeout_ms = r.u32().ok()?;
     let updated_ms = r.u64().ok()? as i64;
-    let n = r.u32().ok()?;
-    if u64::from(n) * 14 > r.rest().len() as u64 {
-        return None;
-    }
-    let mut partitions = Vec::with_capacity(n as usize);
-    for _ in 0..n {
-        partitions.push(TxnPartition { topic: r.string().ok()?, partition: r.u32().ok()?, end_offset: r.u64().ok()? });
-    }
-    r.rest().is_empty().then_some(TxnRecord { producer_id, epoch, status, timeout_ms, updated_ms, partitions })
+    let partitions = decode_partitions(&mut r)?;
+    let committed = decode_partitions(&mut r)?;
+    r.rest().is_empty().then_some(TxnRecord { producer_id, epoch, status, timeout_ms, updated_ms, partitions, committed })
 }
 
 #[cfg(test)]
@@ -491,6 +505,7 @@ mod tests {
             timeout_ms: 60_000,
             updated_ms: 42,
             partitions: vec![TxnPartition { topic: "a".into(), partition: 3, end_offset: 17 }],
+            committed: vec![TxnPartition { topic: "b".into(), partition: 0, end_offset: 5 }],
         };
         let b = encode_txn_record(&t);
         assert_eq!(decode_txn_record(&b), Some(t));

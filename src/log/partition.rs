@@ -555,20 +555,21 @@ impl Partition {
         // Load the high watermark before the segment list: a roll publishes the new list before
         // the high watermark can move into the new segment.
         let hw = self.high_watermark();
-        let lso = match isolation {
+        let lso = hw.min(self.txn.read().unwrap_or_else(|e| e.into_inner()).first_unstable());
+        let bound = match isolation {
             IsolationLevel::ReadUncommitted => hw,
-            IsolationLevel::ReadCommitted => hw.min(self.txn.read().unwrap_or_else(|e| e.into_inner()).first_unstable()),
+            IsolationLevel::ReadCommitted => lso,
         };
         let segs = self.segments();
         let log_start = self.log_start_offset();
         if offset < log_start || offset > hw {
             return Err(Error::OffsetOutOfRange { requested: offset, log_start, high_watermark: hw });
         }
-        if offset >= lso {
+        if offset >= bound {
             return Ok(Fetched::empty(offset, hw, log_start).with_last_stable_offset(lso));
         }
         // From here on `hw` bounds the batches returned: for read_committed, the last stable offset.
-        let (hw, high_watermark) = (lso, hw);
+        let (hw, high_watermark) = (bound, hw);
         let i = segs.partition_point(|s| s.base_offset <= offset);
         let Some(seg) = i.checked_sub(1).and_then(|i| segs.get(i)) else {
             return Err(Error::OffsetOutOfRange { requested: offset, log_start, high_watermark: hw });
@@ -768,6 +769,16 @@ impl Partition {
     /// Producers with a transaction open in this partition, with their epochs.
     pub(crate) fn open_transactions(&self) -> Vec<(i64, i16)> {
         lock(&self.writer).producers.open_transactions()
+    }
+
+    /// The latest epoch of `producer_id` this partition has seen.
+    pub(crate) fn producer_epoch(&self, producer_id: i64) -> Option<i16> {
+        lock(&self.writer).producers.producers.get(&producer_id).map(|e| e.epoch)
+    }
+
+    /// The first offset of `producer_id`'s transaction open in this partition, if one is.
+    pub(crate) fn open_transaction_start(&self, producer_id: i64) -> Option<u64> {
+        lock(&self.writer).producers.producers.get(&producer_id).and_then(|e| e.txn_first_offset)
     }
 
     /// Forgets producers idle since before `cutoff` (ms) that have no transaction open.

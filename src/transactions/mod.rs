@@ -71,6 +71,10 @@ pub(crate) struct TxnInner {
     pub partitions: BTreeMap<(Arc<str>, u32), (Arc<Partition>, u64)>,
     /// The offset after the transaction's offsets in `__consumer_offsets`, if it sent any.
     pub offsets_end: Option<u64>,
+    /// Commit markers written but perhaps not durable yet: the partition, the committed
+    /// transaction's end offset there, and the offset after the marker. Every durable record of
+    /// this id lists them until they are synced, so that recovery can finish those commits.
+    pub unmarked: Vec<(Arc<Partition>, TxnPartition, u64)>,
 }
 
 pub(crate) struct TxnEntry {
@@ -92,7 +96,7 @@ struct Durable {
 pub(crate) struct Coordinator {
     table: Table,
     durable: Mutex<Durable>,
-    /// Producer ids below this may have been handed out (appends from others are refused).
+    /// Producer ids below this have been handed out (appends from others are refused).
     pid_limit: AtomicU64,
     /// The next producer id to hand out, and the transactional ids.
     state: Mutex<(u64, HashMap<String, Arc<TxnEntry>>)>,
@@ -157,9 +161,10 @@ impl Coordinator {
             },
             None => log::warn!("{TRANSACTION_STATE_TOPIC}: skipping a record with an unreadable key at offset {}", r.offset),
         })?;
-        // Ids of the last block may have been handed out before a crash: start a fresh block.
+        // Ids of the last block may have been handed out before a crash: start a fresh block, and
+        // accept appends from any id below it (a producer may retry across the crash).
         let next = d.block_end;
-        let limit = d.records.values().map(|r| r.producer_id as u64 + 1).max().unwrap_or(0).max(next);
+        let limit = next;
         let entries = d
             .records
             .iter()
@@ -172,6 +177,7 @@ impl Coordinator {
                     started_ms: 0,
                     partitions: BTreeMap::new(),
                     offsets_end: None,
+                    unmarked: Vec::new(),
                 };
                 (id.clone(), Arc::new(TxnEntry { id: id.clone(), inner: Mutex::new(inner) }))
             })
@@ -224,14 +230,17 @@ impl Coordinator {
         if st.0 >= block_end {
             let end = st.0 + PID_BLOCK;
             self.persist(TxnKey::PidBlock, None, Some(end), Acks::All)?;
-            self.pid_limit.store(end, Ordering::Release);
         }
         let pid = st.0;
         st.0 += 1;
+        self.pid_limit.fetch_max(st.0, Ordering::AcqRel);
         Ok(pid as i64)
     }
 
-    fn record(&self, inner: &TxnInner, status: TxnStatus, partitions: Vec<TxnPartition>) -> TxnRecord {
+    /// The durable record of `inner` in `status`: also lists the earlier commits whose markers may
+    /// not be durable yet (those now durable are dropped from the list first).
+    fn record(&self, inner: &mut TxnInner, status: TxnStatus, partitions: Vec<TxnPartition>) -> TxnRecord {
+        inner.unmarked.retain(|(p, _, marker_end)| !p.is_deleted() && p.durable_offset() < *marker_end);
         TxnRecord {
             producer_id: inner.producer_id,
             epoch: inner.epoch,
@@ -239,6 +248,7 @@ impl Coordinator {
             timeout_ms: inner.timeout_ms,
             updated_ms: now_ms(),
             partitions,
+            committed: inner.unmarked.iter().map(|(_, tp, _)| tp.clone()).collect(),
         }
     }
 
@@ -269,6 +279,7 @@ impl Coordinator {
                         started_ms: 0,
                         partitions: BTreeMap::new(),
                         offsets_end: None,
+                        unmarked: Vec::new(),
                     };
                     Arc::new(TxnEntry { id: id.to_string(), inner: Mutex::new(inner) })
                 })
@@ -302,7 +313,7 @@ impl Coordinator {
         }
         inner.timeout_ms = timeout_ms;
         inner.status = TxnStatus::Empty;
-        let rec = self.record(&inner, TxnStatus::Empty, Vec::new());
+        let rec = self.record(&mut inner, TxnStatus::Empty, Vec::new());
         self.persist(TxnKey::Txn(id.to_string()), Some(rec), None, Acks::All)?;
         let (pid, epoch) = (inner.producer_id, inner.epoch);
         drop(inner);
@@ -344,34 +355,49 @@ impl Coordinator {
         Ok(())
     }
 
-    /// Writes `marker` to every partition of the open transaction and records the outcome (not
-    /// synced: a lost abort is redone by recovery, a lost commit completion is redone from the
-    /// durable `PrepareCommit`).
+    /// Writes `marker` to every partition of the open transaction and records the outcome, syncing
+    /// nothing: a lost abort marker is what recovery does anyway, and a lost commit marker is
+    /// rewritten by recovery from the durable `PrepareCommit`, or from the `committed` list that
+    /// every later record of this id carries until the markers are synced.
     pub fn finish(&self, parts: &dyn Partitions, id: &str, inner: &mut TxnInner, marker: MarkerType) -> Result<()> {
         let (pid, epoch) = (inner.producer_id, inner.epoch);
-        let mut first_err = None;
-        let mut touched: Vec<Arc<Partition>> = inner.partitions.values().map(|(p, _)| p.clone()).collect();
-        if inner.offsets_end.is_some() {
-            touched.push(parts.groups().partition().clone());
+        let mut touched: Vec<(Arc<Partition>, TxnPartition)> = inner
+            .partitions
+            .iter()
+            .map(|((t, p), (part, end))| (part.clone(), TxnPartition { topic: t.to_string(), partition: *p, end_offset: *end }))
+            .collect();
+        if let Some(end) = inner.offsets_end {
+            let g = parts.groups().partition();
+            touched.push((g.clone(), TxnPartition { topic: g.topic.to_string(), partition: 0, end_offset: end }));
         }
-        for p in &touched {
+        let mut first_err = None;
+        for (p, tp) in touched {
             if p.is_deleted() {
                 continue;
             }
-            if let Err(e) = end_in(parts, p, pid, epoch, marker) {
-                first_err.get_or_insert(e);
+            match end_in(parts, &p, pid, epoch, marker) {
+                Ok(true) if marker == MarkerType::Commit => {
+                    let marker_end = p.log_end_offset();
+                    inner.unmarked.push((p, tp, marker_end));
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
             }
         }
         if let Some(e) = first_err {
             return Err(e);
         }
+        inner.partitions.clear();
+        inner.offsets_end = None;
         let status = match marker {
             MarkerType::Commit => TxnStatus::CompleteCommit,
             MarkerType::Abort => TxnStatus::CompleteAbort,
         };
-        inner.partitions.clear();
-        inner.offsets_end = None;
         inner.status = status;
+        // Not synced, and safe whenever it becomes durable: it still lists the commits whose
+        // markers are not synced yet.
         let rec = self.record(inner, status, Vec::new());
         self.persist(TxnKey::Txn(id.to_string()), Some(rec), None, Acks::One)?;
         Ok(())
@@ -379,17 +405,17 @@ impl Coordinator {
 
     /// Aborts the open transaction of `id` and bumps its epoch, fencing the producer that opened
     /// it (a timeout, or an operator's `abort`). Returns whether a transaction was open.
-    pub fn abort_and_fence(&self, parts: &dyn Partitions, entry: &TxnEntry, inner: &mut TxnInner) -> Result<bool> {
+    pub fn abort_and_fence(&self, parts: &dyn Partitions, id: &str, inner: &mut TxnInner) -> Result<bool> {
         if inner.status != TxnStatus::Ongoing {
             return Ok(false);
         }
         if inner.epoch >= i16::MAX - 1 {
             // Out of epochs: markers with the current epoch; the producer id is retired at the next init.
-            self.finish(parts, &entry.id, inner, MarkerType::Abort)?;
+            self.finish(parts, id, inner, MarkerType::Abort)?;
             return Ok(true);
         }
         inner.epoch += 1;
-        self.finish(parts, &entry.id, inner, MarkerType::Abort)?;
+        self.finish(parts, id, inner, MarkerType::Abort)?;
         Ok(true)
     }
 
@@ -401,7 +427,7 @@ impl Coordinator {
             let Ok(mut inner) = e.inner.try_lock() else { continue };
             if inner.status == TxnStatus::Ongoing && now.saturating_sub(inner.started_ms) >= i64::from(inner.timeout_ms) {
                 log::warn!("transaction {:?} timed out after {} ms; aborting it", e.id, inner.timeout_ms);
-                if let Err(err) = self.abort_and_fence(parts, &e, &mut inner) {
+                if let Err(err) = self.abort_and_fence(parts, &e.id, &mut inner) {
                     log::error!("aborting timed-out transaction {:?}: {err}", e.id);
                 }
             }
@@ -420,40 +446,71 @@ impl Coordinator {
         entries.iter().filter_map(|e| describe(e)).collect()
     }
 
-    /// Completes or aborts what a crash left: a durable `PrepareCommit` whose data is all present
-    /// is completed, one whose data a power loss cut short is aborted (its commit never returned),
-    /// and every other transaction still open in any partition is aborted. Syncs what it wrote.
+    /// Completes or aborts what a crash left, from the durable records: commits listed as
+    /// committed whose markers are missing are finished; a `PrepareCommit` whose data is all present
+    /// is completed, one whose data a power loss cut short is aborted (its commit never returned);
+    /// then every other transaction still open in any partition is aborted. A marker is written
+    /// only where the producer's open transaction began below the recorded end offset, so a stale
+    /// record never ends a later transaction. Syncs the markers, then records the outcomes.
     pub fn recover(&self, parts: &dyn Partitions) -> Result<()> {
-        let decided: Vec<(String, TxnRecord)> = lock(&self.durable)
-            .records
-            .iter()
-            .filter(|(_, r)| matches!(r.status, TxnStatus::PrepareCommit | TxnStatus::PrepareAbort))
-            .map(|(id, r)| (id.clone(), r.clone()))
-            .collect();
+        let records: Vec<(String, TxnRecord)> = lock(&self.durable).records.iter().map(|(id, r)| (id.clone(), r.clone())).collect();
+        // Epochs reach partitions (in markers, and in snapshots of fenced epochs) before, or
+        // without, a durable record of them: the coordinator continues from the highest seen.
+        let all = parts.all();
         let mut touched: Vec<Arc<Partition>> = Vec::new();
-        for (id, rec) in decided {
-            let resolve = |tp: &TxnPartition| parts.partition(&tp.topic, tp.partition);
-            let complete = rec.status == TxnStatus::PrepareCommit
-                && rec.partitions.iter().all(|tp| resolve(tp).is_none_or(|p| p.log_end_offset() >= tp.end_offset));
-            let marker = if complete { MarkerType::Commit } else { MarkerType::Abort };
-            log::info!("transaction {id:?} was {} when the log closed; completing it as {marker:?}", rec.status.name());
-            for tp in &rec.partitions {
-                if let Some(p) = resolve(tp) {
-                    end_in(parts, &p, rec.producer_id, rec.epoch, marker)?;
+        let mut outcomes = Vec::new();
+        for (id, mut rec) in records {
+            let pid = rec.producer_id;
+            let seen = all.iter().filter_map(|p| p.producer_epoch(pid)).max().unwrap_or(rec.epoch);
+            let raised = seen > rec.epoch;
+            rec.epoch = rec.epoch.max(seen);
+            if !raised && rec.committed.is_empty() && !matches!(rec.status, TxnStatus::PrepareCommit | TxnStatus::PrepareAbort) {
+                continue;
+            }
+            let mut end = |tp: &TxnPartition, marker: MarkerType| -> Result<()> {
+                let Some(p) = parts.partition(&tp.topic, tp.partition) else { return Ok(()) };
+                if p.open_transaction_start(pid).is_some_and(|first| first < tp.end_offset) {
+                    end_in(parts, &p, pid, rec.epoch, marker)?;
                     touched.push(p);
                 }
+                Ok(())
+            };
+            for tp in &rec.committed {
+                end(tp, MarkerType::Commit)?;
             }
-            let status = if complete { TxnStatus::CompleteCommit } else { TxnStatus::CompleteAbort };
-            let done = TxnRecord { status, partitions: Vec::new(), updated_ms: now_ms(), ..rec.clone() };
-            self.persist(TxnKey::Txn(id.clone()), Some(done), None, Acks::One)?;
-            if let Some(e) = self.entry(&id) {
-                lock(&e.inner).status = status;
-            }
+            let status = match rec.status {
+                TxnStatus::PrepareCommit | TxnStatus::PrepareAbort => {
+                    let complete = rec.status == TxnStatus::PrepareCommit
+                        && rec
+                            .partitions
+                            .iter()
+                            .all(|tp| parts.partition(&tp.topic, tp.partition).is_none_or(|p| p.log_end_offset() >= tp.end_offset));
+                    let marker = if complete { MarkerType::Commit } else { MarkerType::Abort };
+                    log::info!("transaction {id:?} was {} when the log closed; completing it as {marker:?}", rec.status.name());
+                    for tp in &rec.partitions {
+                        end(tp, marker)?;
+                    }
+                    if complete { TxnStatus::CompleteCommit } else { TxnStatus::CompleteAbort }
+                }
+                other => other,
+            };
+            outcomes.push((id, TxnRecord { status, partitions: Vec::new(), committed: Vec::new(), updated_ms: now_ms(), ..rec }));
         }
         touched.extend(abort_open_transactions(parts)?);
-        touched.push(self.partition().clone());
+        // The markers first: a record that no longer lists a commit must not be durable before
+        // the commit's markers are.
         let targets: Vec<(Arc<Partition>, u64)> = touched.into_iter().map(|p| (p.clone(), p.log_end_offset())).collect();
-        sync_parallel(&targets)
+        sync_parallel(&targets)?;
+        for (id, rec) in outcomes {
+            let (status, epoch) = (rec.status, rec.epoch);
+            self.persist(TxnKey::Txn(id.clone()), Some(rec), None, Acks::One)?;
+            if let Some(e) = self.entry(&id) {
+                let mut inner = lock(&e.inner);
+                inner.status = status;
+                inner.epoch = epoch;
+            }
+        }
+        self.partition().sync()
     }
 }
 

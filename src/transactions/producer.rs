@@ -13,8 +13,8 @@ use crate::format::Record;
 use crate::format::batch::ProducerFields;
 use crate::format::txn::{MarkerType, TxnStatus, seq_after};
 use crate::groups::OffsetCommit;
-use crate::log::AppendResult;
 use crate::log::partition::now_ms;
+use crate::log::{AppendResult, Partition};
 
 /// The producer fields of a batch for [`crate::Log::append_idempotent`]: who sends it and the
 /// sequence number of its first record in that partition.
@@ -52,6 +52,20 @@ impl TransactionOptions {
 }
 
 type Sequences = HashMap<(Arc<str>, u32), i32>;
+
+/// Appends with the producer's sequence; if the partition no longer knows the producer (its state
+/// expired after `producer.id.expiration.ms`, or the topic was deleted and created again), starts
+/// the partition's sequence again at 0, as Kafka's producer does (KIP-360): the partition has
+/// nothing left to detect duplicates against. Returns where the batch went and the sequence used.
+fn append_resetting(part: &Partition, records: &[Record<'_>], acks: Acks, mut fields: ProducerFields) -> Result<(AppendResult, i32)> {
+    match part.append(records, acks, fields) {
+        Err(Error::UnknownProducerId { .. }) => {
+            fields.base_sequence = 0;
+            Ok((part.append(records, acks, fields)?, 0))
+        }
+        other => Ok((other?, fields.base_sequence)),
+    }
+}
 
 /// A producer whose retried sends are stored once: Kafka's `enable.idempotence=true`.
 ///
@@ -99,7 +113,7 @@ impl IdempotentProducer {
         let key = (part.topic.clone(), part.id);
         let seq = seqs.get(&key).copied().unwrap_or(0);
         let fields = ProducerFields { producer_id: self.producer_id, producer_epoch: 0, base_sequence: seq, transactional: false };
-        let at = part.append(records, acks, fields)?;
+        let (at, seq) = append_resetting(&part, records, acks, fields)?;
         seqs.insert(key, seq_after(seq, records.len()));
         Ok(at)
     }
@@ -214,7 +228,7 @@ impl TransactionalProducer {
         let key = (part.topic.clone(), part.id);
         let seq = seqs.get(&key).copied().unwrap_or(0);
         let fields = ProducerFields { producer_id: self.producer_id, producer_epoch: self.epoch, base_sequence: seq, transactional: true };
-        let at = part.append(records, Acks::One, fields)?;
+        let (at, seq) = append_resetting(&part, records, Acks::One, fields)?;
         seqs.insert(key.clone(), seq_after(seq, records.len()));
         let slot = inner.partitions.entry(key).or_insert_with(|| (part.clone(), 0));
         slot.1 = slot.1.max(at.last_offset + 1);
