@@ -8,8 +8,9 @@
 //! the encoding is canonical), and recovery must keep exactly the batches a verifying scan accepts.
 //!
 //! Inputs that need parameters (a scan's base offset and index interval) take them from a short
-//! prefix of the input. Checksums are a wall for mutation-based fuzzing, so the batch, index and
-//! catalog checks also run each input a second time with its checksum recomputed ("fixed up"),
+//! prefix of the input. Checksums are a wall for mutation-based fuzzing, so the batch, index,
+//! catalog and producer_snapshot checks also run each input a second time with its checksum
+//! recomputed ("fixed up"),
 //! and scan (when a bit of its prefix says so) and open_segment (for inputs of even length) fix up
 //! every batch's CRC first: mutations then reach the code behind the checksum.
 
@@ -23,6 +24,9 @@ use runnel::format::batch::{self, BATCH_HEADER_LEN, BatchHeader, BatchView, Fram
 use runnel::format::index::{self, INDEX_HEADER_LEN};
 use runnel::format::meta;
 use runnel::format::scan::{MAX_PREALLOCATED_TAIL, scan as scan_segment};
+use runnel::format::txn::{
+    self, AbortedTxn, BatchMeta, MarkerType, ProducerSnapshot, ProducerSnapshotEntry, TxnKey, TxnPartition, TxnRecord, TxnStatus,
+};
 use runnel::format::varint::{MAX_VARLONG_LEN, get_varint, get_varlong, put_varlong, varlong_len};
 use runnel::format::{Header, Record, TimestampType};
 use runnel::{Acks, Error, Log, LogOptions, TopicConfig};
@@ -49,6 +53,8 @@ pub const TARGETS: &[Target] = &[
     Target { name: "offset_record", check: offset_record, max_len: 1024 },
     Target { name: "varint", check: varint, max_len: 64 },
     Target { name: "open_segment", check: open_segment, max_len: 4096 },
+    Target { name: "producer_snapshot", check: producer_snapshot, max_len: 2048 },
+    Target { name: "txn_state", check: txn_state, max_len: 1024 },
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -622,6 +628,239 @@ pub fn offset_record(data: &[u8]) {
         let again = meta::encode_offset_value(&v);
         assert!(again == data, "offset value re-encodes differently");
         assert_eq!(meta::decode_offset_value(&again), Some(v));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// producer_snapshot
+
+fn u16_at(b: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_le_bytes(b.get(at..at + 2)?.try_into().ok()?))
+}
+
+/// A reference decoder for `<offset>.snapshot` files, written from docs/FORMAT.md
+/// ("Producer-state snapshots") rather than from src/format/txn.rs. Besides what FORMAT.md states
+/// (magic, version 1, zero reserved fields, the CRC, producer ids >= 0, at most five batches,
+/// aborted transactions in increasing `last_offset` order, every batch offset, open-transaction
+/// offset and abort-marker offset below the snapshot's own offset, nothing after the last entry),
+/// it applies the consistency rules runnel's decoder also enforces and FORMAT.md leaves implicit:
+/// a batch's sequences are >= 0 and its `base_offset <= last_offset`; an aborted transaction's
+/// `first_offset <= last_offset`. `last_stable_offset` is not bounded (it may be the marker's
+/// offset + 1, which can be the snapshot's own offset).
+pub fn reference_snapshot(b: &[u8]) -> Result<ProducerSnapshot, &'static str> {
+    const NONE: u64 = u64::MAX;
+    if b.len() < 32 {
+        return Err("shorter than the header");
+    }
+    if &b[..4] != b"RNPS" {
+        return Err("magic");
+    }
+    if u16_at(b, 4) != Some(1) || u16_at(b, 6) != Some(0) || u32_at(b, 28) != Some(0) {
+        return Err("version or reserved header field");
+    }
+    let offset = u64_at(b, 8).ok_or("header")?;
+    let (np, na) = (u32_at(b, 16).ok_or("header")?, u32_at(b, 20).ok_or("header")?);
+    if u32_at(b, 24) != Some(crc32(&[&b[..24], &b[28..]])) {
+        return Err("crc");
+    }
+    let mut pos = 32;
+    let mut producers = Vec::new();
+    for _ in 0..np {
+        let e = b.get(pos..pos + 32).ok_or("producer runs past the end")?;
+        let producer_id = u64_at(e, 0).ok_or("producer")? as i64;
+        let epoch = u16_at(e, 8).ok_or("producer")? as i16;
+        let n = usize::from(e[10]);
+        if producer_id < 0 || n > 5 || e[11..16] != [0; 5] {
+            return Err("producer id, batch count or reserved bytes");
+        }
+        let last_timestamp = u64_at(e, 16).ok_or("producer")? as i64;
+        let first = u64_at(e, 24).ok_or("producer")?;
+        if first != NONE && first >= offset {
+            return Err("open transaction at or past the snapshot");
+        }
+        pos += 32;
+        let mut batches = Vec::new();
+        for _ in 0..n {
+            let m = b.get(pos..pos + 24).ok_or("batch runs past the end")?;
+            let bm = BatchMeta {
+                first_seq: u32_at(m, 0).ok_or("batch")? as i32,
+                last_seq: u32_at(m, 4).ok_or("batch")? as i32,
+                base_offset: u64_at(m, 8).ok_or("batch")?,
+                last_offset: u64_at(m, 16).ok_or("batch")?,
+            };
+            if bm.first_seq < 0 || bm.last_seq < 0 || bm.base_offset > bm.last_offset || bm.last_offset >= offset {
+                return Err("impossible batch");
+            }
+            batches.push(bm);
+            pos += 24;
+        }
+        producers.push(ProducerSnapshotEntry {
+            producer_id,
+            epoch,
+            last_timestamp,
+            txn_first_offset: (first != NONE).then_some(first),
+            batches,
+        });
+    }
+    let mut aborted: Vec<AbortedTxn> = Vec::new();
+    for _ in 0..na {
+        let e = b.get(pos..pos + 32).ok_or("aborted transaction runs past the end")?;
+        let a = AbortedTxn {
+            producer_id: u64_at(e, 0).ok_or("aborted")? as i64,
+            first_offset: u64_at(e, 8).ok_or("aborted")?,
+            last_offset: u64_at(e, 16).ok_or("aborted")?,
+            last_stable_offset: u64_at(e, 24).ok_or("aborted")?,
+        };
+        if a.first_offset > a.last_offset || a.last_offset >= offset || aborted.last().is_some_and(|p| p.last_offset >= a.last_offset) {
+            return Err("aborted transaction out of place");
+        }
+        aborted.push(a);
+        pos += 32;
+    }
+    if pos != b.len() {
+        return Err("bytes after the last entry");
+    }
+    Ok(ProducerSnapshot { offset, producers, aborted })
+}
+
+/// `decode_snapshot` against the reference decoder; what decodes re-encodes with
+/// `encode_snapshot` to the same bytes (the encoding is canonical) and decodes again to the same
+/// snapshot. Inputs are also tried with their CRC recomputed, so mutations reach the body.
+pub fn producer_snapshot(data: &[u8]) {
+    check_snapshot(data);
+    if data.len() >= 28 {
+        let mut fixed = data.to_vec();
+        let crc = crc32(&[&fixed[..24], &fixed[28..]]);
+        put_u32(&mut fixed, 24, crc);
+        if fixed != data {
+            check_snapshot(&fixed);
+        }
+    }
+}
+
+fn check_snapshot(data: &[u8]) {
+    let got = txn::decode_snapshot(data);
+    match (&got, reference_snapshot(data)) {
+        (Ok(s), Ok(r)) => assert_eq!(*s, r, "decode_snapshot and the reference read different snapshots"),
+        (Ok(_), Err(e)) => panic!("decode_snapshot accepts a snapshot the format rejects ({e})"),
+        (Err(e), Ok(_)) => panic!("decode_snapshot rejects ({e}) a snapshot the format accepts"),
+        (Err(e), Err(_)) => assert!(!e.is_empty(), "an error without a reason"),
+    }
+    if let Ok(s) = got {
+        let again = txn::encode_snapshot(&s);
+        assert!(again == data, "a snapshot re-encodes differently: {} vs {}", hex(&again), hex(data));
+        assert_eq!(txn::decode_snapshot(&again), Ok(s), "a snapshot does not round trip");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// txn_state: the records of __transaction_state and the keys of transaction markers
+
+/// A `__transaction_state` key per docs/FORMAT.md: `0x00` alone, or `0x01` and a UTF-8 id.
+/// FORMAT.md says an id has 1 to 1024 bytes; runnel's decoder leaves that rule to the coordinator
+/// (which enforces it when a producer is created), so `(lenient)` reports an id outside it.
+pub fn reference_txn_key(b: &[u8]) -> (Option<TxnKey>, bool) {
+    match b.split_first() {
+        Some((0, [])) => (Some(TxnKey::PidBlock), false),
+        Some((1, id)) => match std::str::from_utf8(id) {
+            Ok(id) if (1..=1024).contains(&id.len()) => (Some(TxnKey::Txn(id.to_string())), false),
+            Ok(_) => (None, true),
+            Err(_) => (None, false),
+        },
+        _ => (None, false),
+    }
+}
+
+/// The producer-id block value per docs/FORMAT.md: version u16 = 0, block end u64, nothing more.
+pub fn reference_pid_block(b: &[u8]) -> Option<u64> {
+    (b.len() == 10 && u16_at(b, 0) == Some(0)).then(|| u64_at(b, 2)).flatten()
+}
+
+/// A transactional id's record per docs/FORMAT.md, plus a rule runnel enforces and FORMAT.md does
+/// not state: the producer id and epoch are >= 0.
+pub fn reference_txn_record(b: &[u8]) -> Option<TxnRecord> {
+    if u16_at(b, 0)? != 0 || *b.get(13)? != 0 {
+        return None;
+    }
+    let producer_id = u64_at(b, 2)? as i64;
+    let epoch = u16_at(b, 10)? as i16;
+    let status = match b[12] {
+        0 => TxnStatus::Empty,
+        1 => TxnStatus::Ongoing,
+        2 => TxnStatus::PrepareCommit,
+        3 => TxnStatus::PrepareAbort,
+        4 => TxnStatus::CompleteCommit,
+        5 => TxnStatus::CompleteAbort,
+        _ => return None,
+    };
+    if producer_id < 0 || epoch < 0 {
+        return None;
+    }
+    let timeout_ms = u32_at(b, 14)?;
+    let updated_ms = u64_at(b, 18)? as i64;
+    // Two lists of the same entries: the partitions being decided, then earlier commits' partitions.
+    let mut pos = 26;
+    let mut lists = [Vec::new(), Vec::new()];
+    for list in &mut lists {
+        let n = u32_at(b, pos)?;
+        pos += 4;
+        for _ in 0..n {
+            let len = usize::from(u16_at(b, pos)?);
+            let topic = std::str::from_utf8(b.get(pos + 2..pos + 2 + len)?).ok()?.to_string();
+            pos += 2 + len;
+            list.push(TxnPartition { topic, partition: u32_at(b, pos)?, end_offset: u64_at(b, pos + 4)? });
+            pos += 12;
+        }
+    }
+    let [partitions, committed] = lists;
+    (pos == b.len()).then_some(TxnRecord { producer_id, epoch, status, timeout_ms, updated_ms, partitions, committed })
+}
+
+/// A marker record's key per docs/FORMAT.md: version u16 = 0, type u16 (0 abort, 1 commit).
+pub fn reference_marker_key(b: &[u8]) -> Option<MarkerType> {
+    if b.len() != 4 || u16_at(b, 0)? != 0 {
+        return None;
+    }
+    match u16_at(b, 2)? {
+        0 => Some(MarkerType::Abort),
+        1 => Some(MarkerType::Commit),
+        _ => None,
+    }
+}
+
+/// `decode_txn_key`, `decode_pid_block`, `decode_txn_record` and `decode_marker_key` on the same
+/// bytes, each against a reference decoder written from docs/FORMAT.md; whatever decodes
+/// re-encodes to the same bytes and decodes again to the same value.
+pub fn txn_state(data: &[u8]) {
+    let key = txn::decode_txn_key(data);
+    match reference_txn_key(data) {
+        (None, true) => assert!(matches!(&key, Some(TxnKey::Txn(id)) if id.len() == data.len() - 1), "an id of any length is a key"),
+        (reference, _) => assert_eq!(key, reference, "decode_txn_key disagrees with the reference"),
+    }
+    if let Some(k) = key {
+        let again = txn::encode_txn_key(&k);
+        assert!(again == data, "a transaction-state key re-encodes differently");
+        assert_eq!(txn::decode_txn_key(&again), Some(k));
+    }
+
+    let block = txn::decode_pid_block(data);
+    assert_eq!(block, reference_pid_block(data), "decode_pid_block disagrees with the reference");
+    if let Some(end) = block {
+        assert!(txn::encode_pid_block(end) == data, "a producer-id block re-encodes differently");
+    }
+
+    let record = txn::decode_txn_record(data);
+    assert_eq!(record, reference_txn_record(data), "decode_txn_record disagrees with the reference");
+    if let Some(r) = record {
+        let again = txn::encode_txn_record(&r);
+        assert!(again == data, "a transaction record re-encodes differently: {} vs {}", hex(&again), hex(data));
+        assert_eq!(txn::decode_txn_record(&again), Some(r), "a transaction record does not round trip");
+    }
+
+    let marker = txn::decode_marker_key(data);
+    assert_eq!(marker, reference_marker_key(data), "decode_marker_key disagrees with the reference");
+    if let Some(m) = marker {
+        assert!(txn::encode_marker_key(m) == data, "a marker key re-encodes differently");
     }
 }
 

@@ -27,8 +27,11 @@ use runnel::format::Header;
 use runnel::format::batch::{MAX_OFFSET, ProducerFields, encode_batch};
 use runnel::format::index::{OffsetEntry, TimeEntry, encode_offset_index, encode_time_index};
 use runnel::format::meta::{self, Catalog, OffsetAndMetadata, TopicMeta};
+use runnel::format::txn::{
+    self, AbortedTxn, BatchMeta, MarkerType, ProducerSnapshot, ProducerSnapshotEntry, TxnKey, TxnPartition, TxnRecord, TxnStatus,
+};
 use runnel::format::varint::put_varlong;
-use runnel::{Acks, Log, LogOptions, Record, TimestampType};
+use runnel::{Acks, Log, LogOptions, OffsetCommit, Record, TimestampType, TransactionOptions};
 
 fn corpus_dir(target: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fuzz").join("corpus").join(target)
@@ -164,7 +167,19 @@ fn run_target(name: &str, generated: usize) {
 
 #[test]
 fn every_target_has_a_test_and_a_corpus() {
-    let tested = ["batch", "scan", "index", "catalog", "checkpoint", "partition_metadata", "offset_record", "varint", "open_segment"];
+    let tested = [
+        "batch",
+        "scan",
+        "index",
+        "catalog",
+        "checkpoint",
+        "partition_metadata",
+        "offset_record",
+        "varint",
+        "open_segment",
+        "producer_snapshot",
+        "txn_state",
+    ];
     let names: Vec<_> = checks::TARGETS.iter().map(|t| t.name).collect();
     assert_eq!(names, tested);
     let bins =
@@ -217,6 +232,16 @@ fn varint() {
 #[test]
 fn open_segment() {
     run_target("open_segment", 2000);
+}
+
+#[test]
+fn producer_snapshot() {
+    run_target("producer_snapshot", 5000);
+}
+
+#[test]
+fn txn_state() {
+    run_target("txn_state", 5000);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -381,6 +406,78 @@ fn api_segment() -> Vec<u8> {
     fs::read(dir.path().join("t-0").join(format!("{:020}.log", 0))).expect("read segment")
 }
 
+/// A record of an internal topic: key and value.
+type KeyValue = (Vec<u8>, Vec<u8>);
+
+/// A fixed wall-clock time for the seeds, so that regenerating them reproduces the same bytes.
+const SEED_TIME_MS: i64 = 1_700_000_000_000;
+
+/// Exactly-once state written through the real API: idempotent and transactional producers
+/// (commits, an abort, offsets sent in a transaction, a transaction left open) on a topic whose
+/// small segments roll. Returns the producer-state snapshots of its partitions (their wall-clock
+/// fields set to [`SEED_TIME_MS`]) and the key/value records of `__transaction_state` (the same).
+fn api_txn_state() -> (Vec<ProducerSnapshot>, Vec<KeyValue>) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let options = || LogOptions::default().background_maintenance(false);
+    let log = Log::open(dir.path(), options()).expect("open");
+    log.create_topic("t", 2, checks::segment_config()).expect("create topic");
+    let idempotent = log.idempotent_producer().expect("idempotent producer");
+    let producer = log.transactional_producer("app-1", TransactionOptions::default()).expect("transactional producer");
+    let value = [b'v'; 100];
+    for round in 0..12u32 {
+        idempotent.send("t", Some(round % 2), &[Record::new(&value), Record::new(b"i")], Acks::One).expect("idempotent send");
+        producer.begin().expect("begin");
+        producer.send("t", Some(0), &[Record::new(&value)]).expect("send");
+        producer.send("t", Some(1), &[Record::new(b"x"), Record::new(b"y")]).expect("send");
+        if round % 4 == 3 {
+            producer.abort().expect("abort");
+        } else {
+            let offsets = [OffsetCommit { topic: "t", partition: 0, offset: u64::from(round), metadata: "m" }];
+            producer.send_offsets_to_transaction("group", &offsets).expect("send offsets");
+            producer.commit().expect("commit");
+        }
+    }
+    producer.begin().expect("begin");
+    producer.send("t", Some(1), &[Record::new(b"left open")]).expect("send");
+    std::mem::forget(producer);
+    drop(idempotent);
+    log.close().expect("close");
+
+    let mut snapshots = Vec::new();
+    for p in 0..2 {
+        let pdir = common::partition_dir(dir.path(), "t", p);
+        for name in common::dir_names(&pdir).expect("list the partition directory") {
+            if name.ends_with(".snapshot") {
+                let bytes = fs::read(pdir.join(&name)).expect("read snapshot");
+                let mut s = txn::decode_snapshot(&bytes).expect("a snapshot the log wrote decodes");
+                for e in &mut s.producers {
+                    e.last_timestamp = SEED_TIME_MS;
+                }
+                snapshots.push(s);
+            }
+        }
+    }
+    let log = Log::open(dir.path(), options()).expect("reopen");
+    let mut records = Vec::new();
+    let hw = log.high_watermark("__transaction_state", 0).expect("high watermark");
+    let mut offset = log.log_start_offset("__transaction_state", 0).expect("log start");
+    while offset < hw {
+        let f = log.fetch("__transaction_state", 0, offset, 1 << 20).expect("fetch");
+        for r in f.records() {
+            let r = r.expect("record");
+            let (Some(k), Some(v)) = (r.key, r.value) else { continue };
+            let v = match txn::decode_txn_record(v) {
+                Some(rec) => txn::encode_txn_record(&TxnRecord { updated_ms: SEED_TIME_MS, ..rec }),
+                None => v.to_vec(),
+            };
+            records.push((k.to_vec(), v));
+        }
+        offset = f.next_offset();
+    }
+    log.close().expect("close");
+    (snapshots, records)
+}
+
 #[test]
 #[ignore = "writes fuzz/corpus/*/seed-*; run by hand when the formats change"]
 fn generate_seed_corpora() {
@@ -511,4 +608,78 @@ fn generate_seed_corpora() {
         false,
     );
     write_seed("open_segment", "one-batch-near-capacity", &full);
+
+    // producer_snapshot: made by hand, at the format's limits, and written by the log itself
+    write_seed("producer_snapshot", "empty", &txn::encode_snapshot(&ProducerSnapshot::default()));
+    let batch = |first_seq: i32, base_offset: u64, n: u64| BatchMeta {
+        first_seq,
+        last_seq: txn::seq_add(first_seq, n as u32 - 1),
+        base_offset,
+        last_offset: base_offset + n - 1,
+    };
+    let by_hand = ProducerSnapshot {
+        offset: 1000,
+        producers: vec![
+            ProducerSnapshotEntry {
+                producer_id: 0,
+                epoch: 3,
+                last_timestamp: SEED_TIME_MS,
+                txn_first_offset: Some(990),
+                batches: (0..5).map(|i| batch(i * 10, 900 + u64::from(i as u32) * 10, 10)).collect(),
+            },
+            ProducerSnapshotEntry { producer_id: i64::MAX, epoch: -1, last_timestamp: -1, txn_first_offset: None, batches: vec![] },
+            ProducerSnapshotEntry {
+                producer_id: 7,
+                epoch: 0,
+                last_timestamp: 0,
+                txn_first_offset: None,
+                batches: vec![batch(i32::MAX - 1, 10, 3)],
+            },
+        ],
+        aborted: vec![
+            AbortedTxn { producer_id: 7, first_offset: 0, last_offset: 5, last_stable_offset: 6 },
+            AbortedTxn { producer_id: 0, first_offset: 6, last_offset: 999, last_stable_offset: 1000 },
+        ],
+    };
+    write_seed("producer_snapshot", "limits", &txn::encode_snapshot(&by_hand));
+    let (snapshots, records) = api_txn_state();
+    assert!(snapshots.len() >= 3, "the API run wrote too few snapshots: {}", snapshots.len());
+    for (i, s) in snapshots.iter().take(6).enumerate() {
+        write_seed("producer_snapshot", &format!("api-{i}-offset-{}", s.offset), &txn::encode_snapshot(s));
+    }
+
+    // txn_state: keys, values, producer-id blocks and marker keys
+    write_seed("txn_state", "key-pid-block", &txn::encode_txn_key(&TxnKey::PidBlock));
+    write_seed("txn_state", "key-txn", &txn::encode_txn_key(&TxnKey::Txn("app-1".into())));
+    write_seed("txn_state", "pid-block", &txn::encode_pid_block(1000));
+    write_seed("txn_state", "marker-commit", &txn::encode_marker_key(MarkerType::Commit));
+    write_seed("txn_state", "marker-abort", &txn::encode_marker_key(MarkerType::Abort));
+    let prepare = TxnRecord {
+        producer_id: 5,
+        epoch: 2,
+        status: TxnStatus::PrepareCommit,
+        timeout_ms: 60_000,
+        updated_ms: SEED_TIME_MS,
+        partitions: vec![
+            TxnPartition { topic: "orders".into(), partition: 3, end_offset: 17 },
+            TxnPartition { topic: "__consumer_offsets".into(), partition: 0, end_offset: u64::MAX },
+            TxnPartition { topic: "é".into(), partition: u32::MAX, end_offset: 0 },
+        ],
+        committed: vec![TxnPartition { topic: "orders".into(), partition: 1, end_offset: 9 }],
+    };
+    write_seed("txn_state", "record-prepare-commit", &txn::encode_txn_record(&prepare));
+    let empty = TxnRecord { status: TxnStatus::Empty, partitions: vec![], committed: vec![], ..prepare };
+    write_seed("txn_state", "record-empty", &txn::encode_txn_record(&empty));
+    let mut seen = std::collections::BTreeSet::new();
+    for (k, v) in records {
+        let name = match (txn::decode_txn_key(&k), txn::decode_txn_record(&v)) {
+            (Some(TxnKey::PidBlock), _) => "api-pid-block".to_string(),
+            (_, Some(r)) => format!("api-record-{}", r.status.name()),
+            _ => continue,
+        };
+        if seen.insert(name.clone()) {
+            write_seed("txn_state", &name, &v);
+        }
+    }
+    assert!(seen.len() >= 3, "the API run wrote too few kinds of transaction records: {seen:?}");
 }
