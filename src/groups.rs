@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use crate::config::Acks;
 use crate::error::Result;
 use crate::format::batch::ProducerFields;
+use crate::format::batch::{BatchHeader, RecordView};
 pub use crate::format::meta::OffsetAndMetadata;
 use crate::format::meta::{
     decode_offset_key as decode_key, decode_offset_value as decode_value, encode_offset_key as encode_key,
@@ -55,6 +56,57 @@ type Key = (String, u32);
 type GroupState = BTreeMap<String, BTreeMap<Key, OffsetAndMetadata>>;
 /// Offsets sent in a transaction, applied when its commit marker is written.
 type Pending = BTreeMap<i64, (i16, Vec<(String, Key, OffsetAndMetadata)>)>;
+
+/// The committed offsets a replay of `__consumer_offsets` arrives at: the writer's state at open,
+/// and what a read-only handle folds in as the writer publishes more.
+#[derive(Default)]
+pub(crate) struct OffsetsFold {
+    pub(crate) state: GroupState,
+    pub(crate) pending: Pending,
+}
+
+impl OffsetsFold {
+    /// Folds in one record of `__consumer_offsets` (control batches included).
+    pub(crate) fn fold(&mut self, h: &BatchHeader, r: RecordView<'_>) {
+        if h.is_control() {
+            let commit = r.key.and_then(decode_marker_key) == Some(MarkerType::Commit);
+            if let Some((_, offsets)) = self.pending.remove(&h.producer_id).filter(|_| commit) {
+                for (g, k, v) in offsets {
+                    apply(&mut self.state, g, k, Some(v));
+                }
+            }
+            return;
+        }
+        let Some((group, topic, p)) = r.key.and_then(decode_key) else {
+            log::warn!("{CONSUMER_OFFSETS_TOPIC}: skipping a record at offset {} with an unreadable key", r.offset);
+            return;
+        };
+        let value = match r.value.map(decode_value) {
+            Some(None) => {
+                log::warn!("{CONSUMER_OFFSETS_TOPIC}: skipping a record at offset {} with an unreadable value", r.offset);
+                return;
+            }
+            Some(Some(v)) => Some(v),
+            None => None,
+        };
+        if h.is_transactional() {
+            let e = self.pending.entry(h.producer_id).or_insert_with(|| (h.producer_epoch, Vec::new()));
+            e.1.extend(value.map(|v| (group, (topic, p), v)));
+        } else {
+            apply(&mut self.state, group, (topic, p), value);
+        }
+    }
+
+    /// The offset a group committed for a partition.
+    pub(crate) fn committed(&self, group: &str, topic: &str, partition: u32) -> Option<OffsetAndMetadata> {
+        self.state.get(group).and_then(|g| g.get(&(topic.to_string(), partition)).cloned())
+    }
+
+    /// Every offset a group committed.
+    pub(crate) fn all_committed(&self, group: &str) -> Vec<(String, u32, OffsetAndMetadata)> {
+        self.state.get(group).map(|g| g.iter().map(|((t, p), v)| (t.clone(), *p, v.clone())).collect()).unwrap_or_default()
+    }
+}
 
 pub(crate) struct Groups {
     table: Table,
@@ -101,38 +153,10 @@ impl Groups {
     /// Offsets of topics for which `topic_exists` is false (left by a crash during a topic
     /// delete) are dropped.
     pub(crate) fn load(partition: Arc<Partition>, topic_exists: impl Fn(&str) -> bool) -> Result<Groups> {
-        let mut state = GroupState::new();
-        let mut pending = Pending::new();
         let table = Table::new(partition);
-        table.replay(|h, r| {
-            if h.is_control() {
-                let commit = r.key.and_then(decode_marker_key) == Some(MarkerType::Commit);
-                if let Some((_, offsets)) = pending.remove(&h.producer_id).filter(|_| commit) {
-                    for (g, k, v) in offsets {
-                        apply(&mut state, g, k, Some(v));
-                    }
-                }
-                return;
-            }
-            let Some((group, topic, p)) = r.key.and_then(decode_key) else {
-                log::warn!("{CONSUMER_OFFSETS_TOPIC}: skipping a record at offset {} with an unreadable key", r.offset);
-                return;
-            };
-            let value = match r.value.map(decode_value) {
-                Some(None) => {
-                    log::warn!("{CONSUMER_OFFSETS_TOPIC}: skipping a record at offset {} with an unreadable value", r.offset);
-                    return;
-                }
-                Some(Some(v)) => Some(v),
-                None => None,
-            };
-            if h.is_transactional() {
-                let e = pending.entry(h.producer_id).or_insert_with(|| (h.producer_epoch, Vec::new()));
-                e.1.extend(value.map(|v| (group, (topic, p), v)));
-            } else {
-                apply(&mut state, group, (topic, p), value);
-            }
-        })?;
+        let mut folded = OffsetsFold::default();
+        table.replay(|h, r| folded.fold(h, r))?;
+        let OffsetsFold { mut state, pending } = folded;
         for m in state.values_mut() {
             m.retain(|(t, _), _| topic_exists(t));
         }

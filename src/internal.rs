@@ -42,26 +42,9 @@ impl Table {
     }
 
     /// Calls `f` with every record of every batch, oldest first, control batches included.
-    pub fn replay(&self, mut f: impl FnMut(&BatchHeader, RecordView<'_>)) -> Result<()> {
+    pub fn replay(&self, f: impl FnMut(&BatchHeader, RecordView<'_>)) -> Result<()> {
         let p = &self.partition;
-        let mut offset = p.log_start_offset();
-        while offset < p.high_watermark() {
-            let fetched = p.fetch(offset, 1 << 20)?;
-            for b in fetched.batches() {
-                let b = b?;
-                for r in b.records() {
-                    let r = r.map_err(|e| Error::corrupt(p.path(), 0, e.to_string()))?;
-                    if r.offset >= offset {
-                        f(b.header(), r);
-                    }
-                }
-            }
-            if fetched.next_offset() <= offset {
-                break;
-            }
-            offset = fetched.next_offset();
-        }
-        Ok(())
+        replay(p.log_start_offset(), p.high_watermark(), &p.path(), |o| p.fetch(o, 1 << 20), f).map(|_| ())
     }
 
     /// Appends `records` as one batch (so atomically), snapshotting first with the batches
@@ -123,4 +106,33 @@ fn chunk_records(records: &[KeyValue], max: u64) -> Vec<&[KeyValue]> {
         out.push(&records[start..]);
     }
     out
+}
+
+/// Calls `f` with every record in `[from, to)`, oldest first, control batches included, reading
+/// through `fetch` (the writer's partition or a read-only handle's). Returns the offset reached.
+pub(crate) fn replay(
+    from: u64,
+    to: u64,
+    path: &std::path::Path,
+    mut fetch: impl FnMut(u64) -> Result<crate::log::Fetched>,
+    mut f: impl FnMut(&BatchHeader, RecordView<'_>),
+) -> Result<u64> {
+    let mut offset = from;
+    while offset < to {
+        let fetched = fetch(offset)?;
+        for b in fetched.batches() {
+            let b = b?;
+            for r in b.records() {
+                let r = r.map_err(|e| Error::corrupt(path, 0, e.to_string()))?;
+                if r.offset >= offset && r.offset < to {
+                    f(b.header(), r);
+                }
+            }
+        }
+        if fetched.next_offset() <= offset {
+            break;
+        }
+        offset = fetched.next_offset().min(to);
+    }
+    Ok(offset)
 }

@@ -2,6 +2,7 @@
 //! checkpoint, the clean-shutdown marker, and the background maintenance thread. [`Log`] lives here.
 
 pub mod names;
+mod reader;
 
 use std::collections::HashMap;
 use std::os::fd::AsFd;
@@ -18,11 +19,13 @@ use crate::format::batch::ProducerFields;
 use crate::format::meta::{self, Catalog, TopicMeta};
 use crate::groups::{self, CONSUMER_OFFSETS_TOPIC, Groups, OffsetAndMetadata, OffsetCommit, PartitionLag};
 use crate::log::partition::{Loaded, LogEnv, now_ms};
+use crate::log::reader as reader_partition;
 use crate::log::recovery::{LoadContext, RecoveryReport, load_partition};
 use crate::log::{AppendResult, Fetched, Partition};
 use crate::partitioner;
 use crate::storage::OpenSegments;
 use crate::storage::prefault::Prefaulter;
+use crate::storage::shared_state::{DIR_STATE_FILE, DirState};
 use crate::storage::vfs::{OpenMode, OsFs, VFile, Vfs};
 use crate::transactions::{
     self, Coordinator, IdempotentProducer, ProducerBatch, TRANSACTION_STATE_TOPIC, TransactionDescription, TransactionOptions,
@@ -119,76 +122,124 @@ pub struct PartitionDescription {
 }
 
 /// One partition of a topic, from [`Log::partition_handle`]: the same calls as on [`Log`], without
-/// the lookup of topic and partition. Cheap to clone; `Send + Sync`.
+/// the lookup of topic and partition. Cheap to clone; `Send + Sync`. From a read-only handle its
+/// appends and syncs fail with [`Error::ReadOnly`], and its offsets are those the writer published.
 #[derive(Clone)]
 pub struct PartitionHandle {
-    part: Arc<Partition>,
+    part: HandlePart,
     internal: bool,
+}
+
+#[derive(Clone)]
+enum HandlePart {
+    Writer(Arc<Partition>),
+    Reader(Arc<reader_partition::ReaderPartition>),
 }
 
 impl std::fmt::Debug for PartitionHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PartitionHandle").field("topic", &self.part.topic).field("partition", &self.part.id).finish()
+        f.debug_struct("PartitionHandle").field("topic", &self.topic()).field("partition", &self.partition()).finish()
     }
 }
 
 impl PartitionHandle {
     /// The topic.
     pub fn topic(&self) -> &str {
-        &self.part.topic
+        match &self.part {
+            HandlePart::Writer(p) => &p.topic,
+            HandlePart::Reader(p) => &p.topic,
+        }
     }
 
     /// The partition number.
     pub fn partition(&self) -> u32 {
-        self.part.id
+        match &self.part {
+            HandlePart::Writer(p) => p.id,
+            HandlePart::Reader(p) => p.id,
+        }
+    }
+
+    fn writer(&self) -> Result<&Arc<Partition>> {
+        match &self.part {
+            HandlePart::Writer(p) => Ok(p),
+            HandlePart::Reader(_) => Err(Error::ReadOnly("this handle was opened read-only".into())),
+        }
+    }
+
+    /// What the writer last published (read-only handles).
+    fn published(p: &reader_partition::ReaderPartition) -> crate::storage::shared_state::Published {
+        p.published_or_last()
     }
 
     /// Appends `records` as one batch; see [`Log::append`].
     pub fn append(&self, records: &[Record<'_>], acks: Acks) -> Result<AppendResult> {
+        let part = self.writer()?;
         if self.internal {
-            return Err(Error::ReadOnly(format!("internal topic {}", self.part.topic)));
+            return Err(Error::ReadOnly(format!("internal topic {}", part.topic)));
         }
-        self.part.append(records, acks, ProducerFields::NONE)
+        part.append(records, acks, ProducerFields::NONE)
     }
 
     /// Reads from `offset`; see [`Log::fetch`].
     pub fn fetch(&self, offset: u64, max_bytes: u64) -> Result<Fetched> {
-        self.part.fetch(offset, max_bytes)
+        self.fetch_with(offset, max_bytes, IsolationLevel::ReadUncommitted)
     }
 
     /// Reads from `offset` at an isolation level; see [`Log::fetch_with`].
     pub fn fetch_with(&self, offset: u64, max_bytes: u64, isolation: IsolationLevel) -> Result<Fetched> {
-        self.part.fetch_isolated(offset, max_bytes, isolation)
+        match &self.part {
+            HandlePart::Writer(p) => p.fetch_isolated(offset, max_bytes, isolation),
+            HandlePart::Reader(p) => p.fetch_isolated(offset, max_bytes, isolation),
+        }
     }
 
     /// The end of what read_committed readers may see; see [`Log::last_stable_offset`].
     pub fn last_stable_offset(&self) -> u64 {
-        self.part.last_stable_offset()
+        match &self.part {
+            HandlePart::Writer(p) => p.last_stable_offset(),
+            HandlePart::Reader(p) => {
+                let s = Self::published(p);
+                s.last_stable.min(s.high_watermark)
+            }
+        }
     }
 
     /// Waits until every offset below `offset` is fsync'd; see [`Log::sync_to`].
     pub fn sync_to(&self, offset: u64) -> Result<()> {
-        self.part.sync_to(offset.min(self.part.log_end_offset()))
+        let part = self.writer()?;
+        part.sync_to(offset.min(part.log_end_offset()))
     }
 
     /// The first offset still in the partition.
     pub fn log_start_offset(&self) -> u64 {
-        self.part.log_start_offset()
+        match &self.part {
+            HandlePart::Writer(p) => p.log_start_offset(),
+            HandlePart::Reader(p) => Self::published(p).log_start,
+        }
     }
 
     /// The end of what readers may see.
     pub fn high_watermark(&self) -> u64 {
-        self.part.high_watermark()
+        match &self.part {
+            HandlePart::Writer(p) => p.high_watermark(),
+            HandlePart::Reader(p) => Self::published(p).high_watermark,
+        }
     }
 
-    /// The end of what is fsync'd.
+    /// The end of what is fsync'd (the high watermark, for a read-only handle).
     pub fn durable_offset(&self) -> u64 {
-        self.part.durable_offset()
+        match &self.part {
+            HandlePart::Writer(p) => p.durable_offset(),
+            HandlePart::Reader(p) => Self::published(p).high_watermark,
+        }
     }
 
-    /// The offset the next appended record will get.
+    /// The offset the next appended record will get (the high watermark, for a read-only handle).
     pub fn log_end_offset(&self) -> u64 {
-        self.part.log_end_offset()
+        match &self.part {
+            HandlePart::Writer(p) => p.log_end_offset(),
+            HandlePart::Reader(p) => Self::published(p).high_watermark,
+        }
     }
 }
 
@@ -252,7 +303,10 @@ pub(crate) struct Shared {
 /// # Ok(()) }
 /// ```
 pub struct Log {
-    shared: Arc<Shared>,
+    /// The writer's state; `None` for a handle opened read-only.
+    shared: Option<Arc<Shared>>,
+    /// The read-only handle's state; `None` for a writer.
+    reader: Option<Arc<reader::ReaderShared>>,
     maintenance: Option<JoinHandle<()>>,
     prefault: Option<JoinHandle<()>>,
 }
@@ -343,26 +397,84 @@ impl Log {
     /// cleanly. Fails with [`Error::Locked`] when another handle (in this process or another)
     /// has it open.
     pub fn open(dir: impl AsRef<Path>, options: LogOptions) -> Result<Log> {
-        Self::open_on(dir.as_ref(), options, Arc::new(OsFs))
+        Self::open_on(dir.as_ref(), options, Arc::new(OsFs), true)
+    }
+
+    /// Opens the data directory `dir` read-only, whether or not a writer (in this process or
+    /// another) has it open: no lock is taken and nothing in the directory is ever written.
+    ///
+    /// The handle sees what the writer published: complete batches below each partition's high
+    /// watermark, topics as the catalog lists them, committed offsets. It follows the writer as it
+    /// appends, rolls segments, applies retention and changes topics, and across the writer's
+    /// restarts (a new writer's recovery included); [`Log::fetch_wait`] sleeps until the writer
+    /// publishes more. Every call that would change the directory fails with [`Error::ReadOnly`].
+    /// The directory must have been opened for writing by this version of runnel at least once
+    /// (the writer keeps the shared state files readers follow); otherwise the open fails with
+    /// [`Error::Corrupt`] naming the missing file.
+    ///
+    /// ```
+    /// # fn main() -> runnel::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// use runnel::{Acks, Log, LogOptions, Record, TopicConfig};
+    /// let writer = Log::open(dir.path(), LogOptions::default())?;
+    /// writer.create_topic("events", 1, TopicConfig::default())?;
+    /// let reader = Log::open_read_only(dir.path(), LogOptions::default())?; // another process, typically
+    /// writer.append("events", Some(0), &[Record::new(b"hello")], Acks::All)?;
+    /// let fetched = reader.fetch("events", 0, 0, 1 << 20)?;
+    /// assert_eq!(fetched.records().next().transpose()?.and_then(|r| r.value), Some(&b"hello"[..]));
+    /// assert!(matches!(reader.create_topic("x", 1, TopicConfig::default()), Err(runnel::Error::ReadOnly(_))));
+    /// # Ok(()) }
+    /// ```
+    pub fn open_read_only(dir: impl AsRef<Path>, options: LogOptions) -> Result<Log> {
+        options.default_topic_config.validate()?;
+        let reader = reader::ReaderShared::open(dir.as_ref(), options)?;
+        Ok(Log { shared: None, reader: Some(Arc::new(reader)), maintenance: None, prefault: None })
+    }
+
+    /// Whether this handle was opened with [`Log::open_read_only`].
+    pub fn is_read_only(&self) -> bool {
+        self.reader.is_some()
+    }
+
+    /// For a read-only handle: whether a writer has the directory open, as its shared state says
+    /// (a writer that crashed still counts until the next writer opens). A writer's handle: `true`
+    /// until it is closed.
+    pub fn writer_active(&self) -> bool {
+        match (&self.shared, &self.reader) {
+            (Some(s), _) => !s.closed.load(Ordering::Acquire),
+            (None, Some(r)) => r.writer_open(),
+            (None, None) => false,
+        }
+    }
+
+    /// The writer's state, or [`Error::ReadOnly`] for a read-only handle.
+    fn w(&self) -> Result<&Arc<Shared>> {
+        match &self.shared {
+            Some(s) => Ok(s),
+            None => Err(Error::ReadOnly("this handle was opened read-only".into())),
+        }
     }
 
     /// Opens `dir` on another file system (feature `fault-injection`): the reliability harness
     /// passes a [`crate::testing::SimFs`].
     #[cfg(feature = "fault-injection")]
     pub fn open_with_vfs(dir: impl AsRef<Path>, options: LogOptions, vfs: Arc<dyn Vfs>) -> Result<Log> {
-        Self::open_on(dir.as_ref(), options, vfs)
+        Self::open_on(dir.as_ref(), options, vfs, false)
     }
 
     /// Drops the log as a crashed process would (feature `fault-injection`): background threads
     /// stop, nothing is synced, trimmed or marked clean.
     #[cfg(feature = "fault-injection")]
     pub fn abandon(mut self) {
-        self.shared.closed.store(true, Ordering::Release);
+        let Some(s) = self.shared.clone() else { return };
+        s.closed.store(true, Ordering::Release);
         self.stop_threads();
-        lock(&self.shared.lock_file).take();
+        lock(&s.lock_file).take();
     }
 
-    fn open_on(dir: &Path, options: LogOptions, vfs: Arc<dyn Vfs>) -> Result<Log> {
+    /// `publish`: keep the shared state files readers in other processes follow (the OS file
+    /// system only: a simulated one has no shared memory).
+    fn open_on(dir: &Path, options: LogOptions, vfs: Arc<dyn Vfs>, publish: bool) -> Result<Log> {
         options.default_topic_config.validate()?;
         let mut missing = Vec::new();
         for a in dir.ancestors() {
@@ -406,7 +518,7 @@ impl Log {
         };
         let cache = Arc::new(OpenSegments::new(options.max_open_segments));
         let (prefaulter, prefault) = Prefaulter::start().map_err(|e| Error::io("spawn thread", dir, e))?;
-        let env = LogEnv { vfs: vfs.clone(), cache: cache.clone(), prefaulter: Some(prefaulter) };
+        let env = LogEnv { vfs: vfs.clone(), cache: cache.clone(), prefaulter: Some(prefaulter), shared: Arc::default() };
         let quarantine = dir.join(QUARANTINE_DIR);
 
         // Partition directories: keep those of catalogued topics, remove those a crashed create or
@@ -543,6 +655,25 @@ impl Log {
             stop: (Mutex::new(false), Condvar::new()),
             recovery: Mutex::new(reports),
         });
+        if publish {
+            // Readers in other processes: each partition publishes its offsets, then a new writer
+            // generation tells them to look again at what this open recovered. Only now, so that a
+            // failed open leaves the directory as it found it.
+            match DirState::create(dir) {
+                Ok(d) => {
+                    let d = Arc::new(d);
+                    let generation = d.generation() + 1;
+                    let _ = shared.env.shared.set((d.clone(), generation));
+                    for t in shared.topics.read().unwrap_or_else(|e| e.into_inner()).values() {
+                        for p in t.partitions().iter() {
+                            p.attach_shared(&d, generation);
+                        }
+                    }
+                    d.begin_writer();
+                }
+                Err(e) => log::warn!("{}: cannot create {DIR_STATE_FILE} ({e}); readers in other processes cannot attach", dir.display()),
+            }
+        }
         let maintenance = if shared.options.background {
             let s = shared.clone();
             Some(
@@ -554,26 +685,30 @@ impl Log {
         } else {
             None
         };
-        Ok(Log { shared, maintenance, prefault: Some(prefault) })
+        Ok(Log { shared: Some(shared), reader: None, maintenance, prefault: Some(prefault) })
     }
 
     /// The data directory.
     pub fn dir(&self) -> &Path {
-        &self.shared.dir
+        match (&self.shared, &self.reader) {
+            (Some(s), _) => &s.dir,
+            (None, Some(r)) => &r.dir,
+            (None, None) => Path::new(""),
+        }
     }
 
     /// What recovery found and cut when this handle opened the directory, per partition (empty
     /// after a clean shutdown or when nothing needed repair).
     pub fn recovery_report(&self) -> Vec<(String, u32, RecoveryReport)> {
-        lock(&self.shared.recovery).clone()
+        self.shared.as_ref().map(|s| lock(&s.recovery).clone()).unwrap_or_default()
     }
 
     fn topic(&self, name: &str) -> Result<Arc<Topic>> {
-        self.shared.topics.read().unwrap_or_else(|e| e.into_inner()).get(name).cloned().ok_or_else(|| Error::unknown(name, None))
+        self.w()?.topics.read().unwrap_or_else(|e| e.into_inner()).get(name).cloned().ok_or_else(|| Error::unknown(name, None))
     }
 
     fn partition(&self, topic: &str, partition: u32) -> Result<Arc<Partition>> {
-        let topics = self.shared.topics.read().unwrap_or_else(|e| e.into_inner());
+        let topics = self.w()?.topics.read().unwrap_or_else(|e| e.into_inner());
         topics.get(topic).ok_or_else(|| Error::unknown(topic, None))?.partition(partition)
     }
 
@@ -593,7 +728,7 @@ impl Log {
             return Err(Error::InvalidArgument(format!("partition count must be between 1 and {MAX_PARTITIONS}, not {partitions}")));
         }
         config.validate()?;
-        let s = &self.shared;
+        let s = self.w()?;
         let mut catalog = lock(&s.catalog);
         if self.topic(name).is_ok() {
             return Err(Error::TopicExists { topic: name.to_string() });
@@ -611,7 +746,7 @@ impl Log {
 
     /// Deletes a topic: its partitions' files and its committed offsets. Nothing of it remains.
     pub fn delete_topic(&self, name: &str) -> Result<()> {
-        let s = &self.shared;
+        let s = self.w()?;
         let mut catalog = lock(&s.catalog);
         let topic = self.topic(name)?;
         if topic.internal {
@@ -624,6 +759,7 @@ impl Log {
         next.topics.retain(|t| t.name != name);
         write_atomic(&*s.vfs, &s.dir, CATALOG_FILE, &meta::encode_catalog(&next))?;
         *catalog = next;
+        s.env.catalog_changed();
         s.topics.write().unwrap_or_else(|e| e.into_inner()).remove(name);
         for p in topic.partitions().iter() {
             p.mark_deleted();
@@ -636,13 +772,35 @@ impl Log {
 
     /// Names of all topics, internal ones included, sorted.
     pub fn list_topics(&self) -> Vec<String> {
-        let mut v: Vec<String> = self.shared.topics.read().unwrap_or_else(|e| e.into_inner()).keys().cloned().collect();
+        let Some(shared) = &self.shared else {
+            return self.reader.as_ref().and_then(|r| r.topic_names().ok()).unwrap_or_default();
+        };
+        let mut v: Vec<String> = shared.topics.read().unwrap_or_else(|e| e.into_inner()).keys().cloned().collect();
         v.sort();
         v
     }
 
     /// A topic's configuration and each partition's offsets and size.
     pub fn describe_topic(&self, name: &str) -> Result<TopicDescription> {
+        if let Some(r) = &self.reader {
+            let t = r.topic(name)?;
+            let mut partitions = Vec::with_capacity(t.partitions.len());
+            for p in &t.partitions {
+                let published = p.published()?;
+                let segs = p.segments()?;
+                partitions.push(PartitionDescription {
+                    partition: p.id,
+                    log_start_offset: published.log_start,
+                    // A reader knows only what the writer published.
+                    high_watermark: published.high_watermark,
+                    durable_offset: published.high_watermark,
+                    log_end_offset: published.high_watermark,
+                    segment_count: segs.len(),
+                    size_bytes: segs.iter().map(|s| s.size()).sum(),
+                });
+            }
+            return Ok(TopicDescription { name: name.to_string(), internal: t.internal, config: (*t.config).clone(), partitions });
+        }
         let t = self.topic(name)?;
         let partitions = t
             .partitions()
@@ -665,13 +823,16 @@ impl Log {
 
     /// Number of partitions of a topic.
     pub fn partition_count(&self, topic: &str) -> Result<u32> {
+        if let Some(r) = &self.reader {
+            return Ok(r.topic(topic)?.partitions.len() as u32);
+        }
         Ok(self.topic(topic)?.partitions().len() as u32)
     }
 
     /// Raises a topic's partition count to `partitions`. Kafka cannot decrease it and neither
     /// can runnel: a lower or equal count is refused.
     pub fn add_partitions(&self, name: &str, partitions: u32) -> Result<()> {
-        let s = &self.shared;
+        let s = self.w()?;
         let mut catalog = lock(&s.catalog);
         let topic = self.topic(name)?;
         if topic.internal {
@@ -697,6 +858,7 @@ impl Log {
         }
         write_atomic(&*s.vfs, &s.dir, CATALOG_FILE, &meta::encode_catalog(&next))?;
         *catalog = next;
+        s.env.catalog_changed();
         let mut list = topic.partitions().as_ref().clone();
         list.extend(new_parts);
         *topic.partitions.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(list);
@@ -719,7 +881,7 @@ impl Log {
     /// what survives a crash (see [`Acks`]).
     pub fn append(&self, topic: &str, partition: Option<u32>, records: &[Record<'_>], acks: Acks) -> Result<AppendResult> {
         let part = {
-            let topics = self.shared.topics.read().unwrap_or_else(|e| e.into_inner());
+            let topics = self.w()?.topics.read().unwrap_or_else(|e| e.into_inner());
             let t = topics.get(topic).ok_or_else(|| Error::unknown(topic, None))?;
             if t.internal {
                 return Err(Error::ReadOnly(format!("internal topic {topic}")));
@@ -747,14 +909,14 @@ impl Log {
         acks: Acks,
         producer: ProducerBatch,
     ) -> Result<AppendResult> {
-        let allocated = lock(&self.shared.coordinator).as_ref().is_some_and(|c| c.allocated(producer.producer_id));
+        let allocated = lock(&self.w()?.coordinator).as_ref().is_some_and(|c| c.allocated(producer.producer_id));
         if !allocated || producer.producer_epoch < 0 || producer.base_sequence < 0 {
             return Err(Error::InvalidArgument(format!(
                 "producer id {} (epoch {}, sequence {}) was not allocated by this log; use allocate_producer_id",
                 producer.producer_id, producer.producer_epoch, producer.base_sequence
             )));
         }
-        let part = self.shared.resolve(topic, partition, records)?;
+        let part = self.w()?.resolve(topic, partition, records)?;
         let fields = ProducerFields {
             producer_id: producer.producer_id,
             producer_epoch: producer.producer_epoch,
@@ -767,45 +929,46 @@ impl Log {
     /// Allocates a producer id for [`Log::append_idempotent`] (epoch 0): never handed out before
     /// by this data directory, across restarts and crashes.
     pub fn allocate_producer_id(&self) -> Result<i64> {
-        self.shared.coordinator()?.allocate_pid()
+        self.w()?.coordinator()?.allocate_pid()
     }
 
     /// An idempotent producer: its retried sends are stored once (Kafka's `enable.idempotence`).
     pub fn idempotent_producer(&self) -> Result<IdempotentProducer> {
         let pid = self.allocate_producer_id()?;
-        Ok(IdempotentProducer::new(self.shared.clone(), pid))
+        Ok(IdempotentProducer::new(self.w()?.clone(), pid))
     }
 
     /// A transactional producer for `transactional_id`: the same producer id as its previous
     /// incarnation with the next epoch. Whatever that incarnation left open is aborted, and the
     /// incarnation is fenced: its next call fails with [`Error::ProducerFenced`].
     pub fn transactional_producer(&self, transactional_id: &str, options: TransactionOptions) -> Result<TransactionalProducer> {
-        let coordinator = self.shared.coordinator()?;
+        let coordinator = self.w()?.coordinator()?;
         let timeout = u32::try_from(options.timeout.as_millis()).unwrap_or(u32::MAX);
-        let (entry, pid, epoch) = coordinator.init(&*self.shared, transactional_id, timeout)?;
-        Ok(TransactionalProducer::new(self.shared.clone(), coordinator, entry, pid, epoch))
+        let (entry, pid, epoch) = coordinator.init(&**self.w()?, transactional_id, timeout)?;
+        Ok(TransactionalProducer::new(self.w()?.clone(), coordinator, entry, pid, epoch))
     }
 
     /// Every transactional id this log knows, with its state, sorted (the equivalent of
     /// `kafka-transactions.sh list`).
     pub fn list_transactions(&self) -> Vec<TransactionDescription> {
-        lock(&self.shared.coordinator).as_ref().map(|c| c.describe_all()).unwrap_or_default()
+        let Some(shared) = &self.shared else { return Vec::new() };
+        lock(&shared.coordinator).as_ref().map(|c| c.describe_all()).unwrap_or_default()
     }
 
     /// One transactional id's state, or `None` if the log has never seen it.
     pub fn describe_transaction(&self, transactional_id: &str) -> Option<TransactionDescription> {
-        lock(&self.shared.coordinator).as_ref().and_then(|c| c.entry(transactional_id)).and_then(|e| e.describe())
+        lock(&self.shared.as_ref()?.coordinator).as_ref().and_then(|c| c.entry(transactional_id)).and_then(|e| e.describe())
     }
 
     /// Aborts a transactional id's open transaction and fences its producer, as an operator does
     /// with `kafka-transactions.sh abort` for a hanging transaction. Waits for a call of that
     /// producer in progress to finish. Returns whether a transaction was open.
     pub fn abort_transaction(&self, transactional_id: &str) -> Result<bool> {
-        let coordinator = lock(&self.shared.coordinator).clone();
+        let coordinator = lock(&self.w()?.coordinator).clone();
         let Some(c) = coordinator else { return Ok(false) };
         let Some(entry) = c.entry(transactional_id) else { return Ok(false) };
         let mut inner = entry.inner.lock().unwrap_or_else(|e| e.into_inner());
-        c.abort_and_fence(&*self.shared, transactional_id, &mut inner)
+        c.abort_and_fence(&**self.w()?, transactional_id, &mut inner)
     }
 
     /// A handle on one partition. Appends and fetches through it skip the topic lookup, which
@@ -827,9 +990,14 @@ impl Log {
     /// # Ok(()) }
     /// ```
     pub fn partition_handle(&self, topic: &str, partition: u32) -> Result<PartitionHandle> {
-        let topics = self.shared.topics.read().unwrap_or_else(|e| e.into_inner());
+        if let Some(r) = &self.reader {
+            let t = r.topic(topic)?;
+            let part = t.partitions.get(partition as usize).cloned().ok_or_else(|| Error::unknown(topic, Some(partition)))?;
+            return Ok(PartitionHandle { part: HandlePart::Reader(part), internal: t.internal });
+        }
+        let topics = self.w()?.topics.read().unwrap_or_else(|e| e.into_inner());
         let t = topics.get(topic).ok_or_else(|| Error::unknown(topic, None))?;
-        Ok(PartitionHandle { part: t.partition(partition)?, internal: t.internal })
+        Ok(PartitionHandle { part: HandlePart::Writer(t.partition(partition)?), internal: t.internal })
     }
 
     /// Reads complete batches from `offset` on, up to about `max_bytes` (at least one batch is
@@ -837,7 +1005,52 @@ impl Log {
     /// Only records below the high watermark are returned. An offset outside
     /// `[log start offset, high watermark]` is [`Error::OffsetOutOfRange`].
     pub fn fetch(&self, topic: &str, partition: u32, offset: u64, max_bytes: u64) -> Result<Fetched> {
-        self.partition(topic, partition)?.fetch(offset, max_bytes)
+        self.fetch_with(topic, partition, offset, max_bytes, IsolationLevel::ReadUncommitted)
+    }
+
+    /// Fetches as [`Log::fetch_with`] does, first waiting up to `timeout` for records at `offset`
+    /// if there are none yet (Kafka's `fetch.max.wait.ms`). Returns as soon as the writer
+    /// publishes them, in this process or another; an empty [`Fetched`] when the time runs out.
+    ///
+    /// In a read-only handle the wait sleeps on a futex in the directory's shared state file,
+    /// which the writer wakes when it publishes (at most every 50 µs while it appends; a wake
+    /// skipped then is noticed within 1 ms). A writer opened with [`Log::open`] waits on the same
+    /// word.
+    pub fn fetch_wait(
+        &self,
+        topic: &str,
+        partition: u32,
+        offset: u64,
+        max_bytes: u64,
+        isolation: IsolationLevel,
+        timeout: std::time::Duration,
+    ) -> Result<Fetched> {
+        match (&self.reader, &self.shared) {
+            (Some(r), _) => {
+                r.wait_for(topic, partition, offset, isolation, timeout)?;
+            }
+            (None, Some(s)) => {
+                let p = self.partition(topic, partition)?;
+                let deadline = Instant::now() + timeout;
+                loop {
+                    let seen = s.env.shared.get().map(|(d, _)| d.notify_value());
+                    let end = match isolation {
+                        IsolationLevel::ReadUncommitted => p.high_watermark(),
+                        IsolationLevel::ReadCommitted => p.last_stable_offset(),
+                    };
+                    let now = Instant::now();
+                    if end > offset || now >= deadline || p.is_deleted() {
+                        break;
+                    }
+                    match (s.env.shared.get(), seen) {
+                        (Some((d, _)), Some(seen)) => d.wait(seen, deadline - now),
+                        _ => std::thread::sleep((deadline - now).min(Duration::from_millis(1))),
+                    }
+                }
+            }
+            (None, None) => {}
+        }
+        self.fetch_with(topic, partition, offset, max_bytes, isolation)
     }
 
     /// Copies the raw bytes of the batches a [`Log::fetch`] with the same arguments would return
@@ -846,7 +1059,7 @@ impl Log {
     /// `out` should be in blocking mode: if sendfile fails part way (for example `EAGAIN` on a
     /// non-blocking socket) the call returns the error and part of the range may have been sent.
     pub fn send_to(&self, topic: &str, partition: u32, offset: u64, max_bytes: u64, out: impl AsFd) -> Result<SendResult> {
-        let fetched = self.partition(topic, partition)?.fetch(offset, max_bytes)?;
+        let fetched = self.fetch(topic, partition, offset, max_bytes)?;
         let (file, start, len) = match fetched.file_range() {
             Some(r) => r,
             None => return Ok(SendResult { bytes: 0, next_offset: fetched.next_offset() }),
@@ -857,7 +1070,7 @@ impl Log {
         while pos < end {
             let want = (end - pos) as usize;
             let n = rustix::fs::sendfile(out.as_fd(), fd, Some(&mut pos), want)
-                .map_err(|e| Error::io("sendfile", self.shared.dir.join(format!("{topic}-{partition}")), e.into()))?;
+                .map_err(|e| Error::io("sendfile", self.dir().join(format!("{topic}-{partition}")), e.into()))?;
             if n == 0 {
                 break;
             }
@@ -870,19 +1083,28 @@ impl Log {
     /// the last stable offset (an offset between it and the high watermark gives an empty result,
     /// not an error), and [`Fetched::records`] skips the records of aborted transactions.
     pub fn fetch_with(&self, topic: &str, partition: u32, offset: u64, max_bytes: u64, isolation: IsolationLevel) -> Result<Fetched> {
+        if let Some(r) = &self.reader {
+            return r.fetch(topic, partition, offset, max_bytes, isolation);
+        }
         self.partition(topic, partition)?.fetch_isolated(offset, max_bytes, isolation)
     }
 
     /// The last stable offset: the end of what read_committed readers may see (the high
     /// watermark, unless a transaction is open below it). Kafka's "latest" for read_committed.
     pub fn last_stable_offset(&self, topic: &str, partition: u32) -> Result<u64> {
+        if let Some(r) = &self.reader {
+            return r.partition(topic, partition)?.last_stable_offset();
+        }
         Ok(self.partition(topic, partition)?.last_stable_offset())
     }
 
     /// The partition's segments, oldest first.
     pub fn segments(&self, topic: &str, partition: u32) -> Result<Vec<SegmentInfo>> {
-        let p = self.partition(topic, partition)?;
-        Ok(p.segments()
+        let segs = match &self.reader {
+            Some(r) => r.partition(topic, partition)?.segments()?,
+            None => self.partition(topic, partition)?.segments(),
+        };
+        Ok(segs
             .iter()
             .map(|s| SegmentInfo {
                 base_offset: s.base_offset,
@@ -896,27 +1118,42 @@ impl Log {
 
     /// The first offset still in the partition (Kafka's "earliest").
     pub fn log_start_offset(&self, topic: &str, partition: u32) -> Result<u64> {
+        if let Some(r) = &self.reader {
+            return r.partition(topic, partition)?.log_start_offset();
+        }
         Ok(self.partition(topic, partition)?.log_start_offset())
     }
 
     /// The end of what readers may see (Kafka's "latest").
     pub fn high_watermark(&self, topic: &str, partition: u32) -> Result<u64> {
+        if let Some(r) = &self.reader {
+            return r.partition(topic, partition)?.high_watermark();
+        }
         Ok(self.partition(topic, partition)?.high_watermark())
     }
 
     /// The offset the next appended record will get.
     pub fn log_end_offset(&self, topic: &str, partition: u32) -> Result<u64> {
+        if let Some(r) = &self.reader {
+            return r.partition(topic, partition)?.high_watermark();
+        }
         Ok(self.partition(topic, partition)?.log_end_offset())
     }
 
     /// The end of what is fsync'd: offsets below it survive a power loss.
     pub fn durable_offset(&self, topic: &str, partition: u32) -> Result<u64> {
+        if let Some(r) = &self.reader {
+            return r.partition(topic, partition)?.high_watermark();
+        }
         Ok(self.partition(topic, partition)?.durable_offset())
     }
 
     /// The first offset whose timestamp is at or after `timestamp` (ms since the epoch), with its
     /// timestamp; `None` when every visible record is older (Kafka's offsetsForTimes).
     pub fn offset_for_timestamp(&self, topic: &str, partition: u32, timestamp: i64) -> Result<Option<(u64, i64)>> {
+        if let Some(r) = &self.reader {
+            return r.partition(topic, partition)?.offset_for_timestamp(timestamp);
+        }
         self.partition(topic, partition)?.offset_for_timestamp(timestamp)
     }
 
@@ -929,6 +1166,7 @@ impl Log {
 
     /// Syncs every partition with unsynced data.
     pub fn sync_all(&self) -> Result<()> {
+        self.w()?;
         for p in self.all_partitions() {
             p.sync()?;
         }
@@ -936,7 +1174,8 @@ impl Log {
     }
 
     fn all_partitions(&self) -> Vec<Arc<Partition>> {
-        let topics = self.shared.topics.read().unwrap_or_else(|e| e.into_inner());
+        let Some(shared) = &self.shared else { return Vec::new() };
+        let topics = shared.topics.read().unwrap_or_else(|e| e.into_inner());
         topics.values().flat_map(|t| t.partitions().iter().cloned().collect::<Vec<_>>()).collect()
     }
 
@@ -944,8 +1183,8 @@ impl Log {
     /// `producer.id.expiration.ms` (the background thread does both every
     /// `log.retention.check.interval.ms`). Returns the number of segments deleted.
     pub fn run_retention(&self) -> Result<usize> {
-        let n = run_retention(&self.shared)?;
-        expire_producers(&self.shared, now_ms());
+        let n = run_retention(self.w()?)?;
+        expire_producers(self.w()?, now_ms());
         Ok(n)
     }
 
@@ -953,32 +1192,43 @@ impl Log {
     /// either every offset of the call is committed or none is.
     pub fn commit_offsets(&self, group: &str, offsets: &[OffsetCommit<'_>]) -> Result<()> {
         // Under the catalog lock, so that a topic cannot be deleted between the check and the write.
-        let _catalog = lock(&self.shared.catalog);
-        self.shared.check_offset_commits(group, offsets)?;
+        let _catalog = lock(&self.w()?.catalog);
+        self.w()?.check_offset_commits(group, offsets)?;
         if offsets.is_empty() {
             return Ok(());
         }
-        self.shared.groups.commit(group, offsets)
+        self.w()?.groups.commit(group, offsets)
     }
 
     /// The offset a group last committed for a partition.
     pub fn committed(&self, group: &str, topic: &str, partition: u32) -> Result<Option<OffsetAndMetadata>> {
+        if let Some(r) = &self.reader {
+            r.partition(topic, partition)?;
+            return r.with_offsets(|o| o.committed(group, topic, partition));
+        }
         self.partition(topic, partition)?;
-        Ok(self.shared.groups.committed(group, topic, partition))
+        Ok(self.w()?.groups.committed(group, topic, partition))
     }
 
     /// Groups with committed offsets, sorted.
     pub fn list_groups(&self) -> Vec<String> {
-        self.shared.groups.list()
+        match (&self.shared, &self.reader) {
+            (Some(s), _) => s.groups.list(),
+            (None, Some(r)) => r.with_offsets(|o| o.state.keys().cloned().collect()).unwrap_or_default(),
+            (None, None) => Vec::new(),
+        }
     }
 
     /// For each partition a group has committed: the committed offset, the high watermark and
     /// the lag between them.
     pub fn group_lag(&self, group: &str) -> Result<Vec<PartitionLag>> {
         let mut out = Vec::new();
-        for (topic, partition, c) in self.shared.groups.all_committed(group) {
-            let Ok(p) = self.partition(&topic, partition) else { continue };
-            let hw = p.high_watermark();
+        let committed = match &self.reader {
+            Some(r) => r.with_offsets(|o| o.all_committed(group))?,
+            None => self.w()?.groups.all_committed(group),
+        };
+        for (topic, partition, c) in committed {
+            let Ok(hw) = self.high_watermark(&topic, partition) else { continue };
             out.push(PartitionLag { topic, partition, committed: c.offset, high_watermark: hw, lag: hw.saturating_sub(c.offset) });
         }
         Ok(out)
@@ -987,12 +1237,12 @@ impl Log {
     /// Deletes a group's committed offsets. Returns whether the group existed.
     pub fn delete_group(&self, group: &str) -> Result<bool> {
         names::validate_group(group)?;
-        self.shared.groups.delete_group(group)
+        self.w()?.groups.delete_group(group)
     }
 
     /// Number of sealed segments currently mapped (bounded by `max_open_segments`).
     pub fn open_segment_count(&self) -> usize {
-        self.shared.env.cache.len()
+        self.shared.as_ref().map_or(0, |s| s.env.cache.len())
     }
 
     /// Closes the log cleanly: syncs every partition, trims active segments, writes indexes, the
@@ -1002,7 +1252,7 @@ impl Log {
     }
 
     fn stop_threads(&mut self) {
-        let s = &self.shared;
+        let Some(s) = self.shared.clone() else { return };
         {
             let (m, cv) = &s.stop;
             *lock(m) = true;
@@ -1020,19 +1270,23 @@ impl Log {
     }
 
     fn shutdown(&mut self) -> Result<()> {
-        if self.shared.closed.swap(true, Ordering::AcqRel) {
+        let Some(shared) = self.shared.clone() else { return Ok(()) };
+        if shared.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
         self.stop_threads();
         let result = self.close_files();
+        if let Some((d, _)) = shared.env.shared.get() {
+            d.end_writer();
+        }
         // Handles that outlive the log (producers, partition handles) refuse further use; the
         // directory is free for the next opener either way.
-        lock(&self.shared.lock_file).take();
+        lock(&shared.lock_file).take();
         result
     }
 
     fn close_files(&mut self) -> Result<()> {
-        let s = &self.shared;
+        let s = self.w()?;
         let mut first_err = None;
         for p in self.all_partitions() {
             if let Err(e) = p.close() {
@@ -1052,14 +1306,14 @@ impl Log {
 
 impl std::fmt::Debug for Log {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Log").field("dir", &self.shared.dir).finish_non_exhaustive()
+        f.debug_struct("Log").field("dir", &self.dir()).field("read_only", &self.is_read_only()).finish_non_exhaustive()
     }
 }
 
 impl Drop for Log {
     fn drop(&mut self) {
         if let Err(e) = self.shutdown() {
-            log::error!("{}: closing the log failed: {e}; the next open will recover", self.shared.dir.display());
+            log::error!("{}: closing the log failed: {e}; the next open will recover", self.dir().display());
         }
     }
 }
@@ -1253,6 +1507,7 @@ fn create_topic_files(
         return Err(e);
     }
     *catalog = next;
+    env.catalog_changed();
     Ok(Arc::new(Topic {
         name: tname,
         id,

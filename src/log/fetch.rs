@@ -1,13 +1,56 @@
 //! The result of a fetch: a range of complete batches inside one segment mapping, and iterators
 //! that read records from it without copying.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
-use crate::format::batch::{BatchView, RecordIter, RecordView};
+use crate::format::batch::{BatchView, FrameError, RecordIter, RecordView};
 use crate::format::txn::AbortedTxn;
 use crate::storage::segment::SegmentData;
+
+/// Chooses what a fetch returns from a segment's readable bytes: the batch holding `offset`
+/// (scanning from `from`, a batch boundary at or before it) and the batches after it, stopping at
+/// the first batch at or above `bound` (an offset: the high watermark or last stable offset) or
+/// once more would exceed `max_bytes` (the first batch is returned whatever its size). Returns the
+/// start and end byte positions and the offset after the last record returned. Every length is
+/// checked against `bytes` before it is trusted.
+pub(crate) fn select_batches(
+    bytes: &[u8],
+    from: usize,
+    offset: u64,
+    bound: u64,
+    max_bytes: u64,
+    path: &Path,
+) -> Result<(usize, usize, u64)> {
+    let corrupt = |pos: usize, e: FrameError| Error::corrupt(path, pos as u64, e.to_string());
+    let mut pos = from;
+    // Skip the batches that end before `offset`.
+    while pos < bytes.len() {
+        let h = *BatchView::parse(&bytes[pos..]).map_err(|e| corrupt(pos, e))?.header();
+        if h.next_offset() > offset {
+            break;
+        }
+        pos += h.total_len();
+    }
+    let start = pos;
+    let mut next_offset = offset;
+    while pos < bytes.len() {
+        let view = BatchView::parse(&bytes[pos..]).map_err(|e| corrupt(pos, e))?;
+        let h = view.header();
+        if h.base_offset >= bound || (pos > start && (pos + h.total_len() - start) as u64 > max_bytes) {
+            break;
+        }
+        next_offset = h.next_offset().min(bound);
+        pos += h.total_len();
+    }
+    if pos == start {
+        // Below the bound some batch must hold `offset`: returning nothing would leave a consumer
+        // polling the same offset forever.
+        return Err(Error::corrupt(path, start as u64, format!("no batch holds offset {offset}, below the high watermark {bound}")));
+    }
+    Ok((start, pos, next_offset))
+}
 
 /// Batches read from one partition, borrowed from the segment's mapping.
 ///

@@ -3,6 +3,7 @@
 pub mod fetch;
 pub mod partition;
 pub(crate) mod producer_state;
+pub(crate) mod reader;
 pub(crate) mod recovery;
 
 pub use fetch::{Batches, Fetched, Records};

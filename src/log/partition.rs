@@ -15,11 +15,12 @@ use crate::error::{Error, Result};
 use crate::format::Record;
 use crate::format::batch::{self, BatchHeader, BatchView, ProducerFields};
 use crate::format::txn::{self as txnfmt, MarkerType};
-use crate::log::fetch::Fetched;
+use crate::log::fetch::{Fetched, select_batches};
 use crate::log::producer_state::{self, Check, ProducerStates, Refusal, TxnView};
 use crate::storage::OpenSegments;
 use crate::storage::prefault::Prefaulter;
 use crate::storage::segment::{ActiveSegment, Segment};
+use crate::storage::shared_state::{DirState, PartitionState, Published};
 use crate::storage::vfs::{VFile, Vfs};
 
 /// Where an appended batch landed.
@@ -79,6 +80,16 @@ pub struct Partition {
     /// A transaction marker was written: the maintenance thread syncs it at once, so that
     /// read_committed readers see the outcome without waiting for `flush.ms`.
     flush_requested: AtomicBool,
+    /// Where readers in other processes learn what they may see (none under a simulated file
+    /// system, or when the state file could not be created).
+    shared: std::sync::OnceLock<SharedPublisher>,
+}
+
+/// The writer's side of the shared state of one partition.
+struct SharedPublisher {
+    state: PartitionState,
+    dir: Arc<DirState>,
+    generation: u64,
 }
 
 /// What [`Partition::write_batch`] did.
@@ -123,6 +134,18 @@ pub(crate) struct LogEnv {
     pub vfs: Arc<dyn Vfs>,
     pub cache: Arc<OpenSegments>,
     pub prefaulter: Option<Prefaulter>,
+    /// The directory's shared state and this writer's generation, when readers in other
+    /// processes can attach. Set once the open succeeded: an open that fails changes nothing.
+    pub shared: Arc<std::sync::OnceLock<(Arc<DirState>, u64)>>,
+}
+
+impl LogEnv {
+    /// Tells readers in other processes that the catalog changed (call after its rename).
+    pub fn catalog_changed(&self) {
+        if let Some((d, _)) = self.shared.get() {
+            d.catalog_changed();
+        }
+    }
 }
 
 /// What a partition's files were found to hold, ready to build a [`Partition`].
@@ -139,7 +162,7 @@ impl Partition {
         loaded.active.set_prefaulter(prefaulter.clone());
         let leo = loaded.active.segment().next_offset();
         let log_start = loaded.segments.first().map_or(leo, |s| s.base_offset);
-        Partition {
+        let p = Partition {
             topic,
             id,
             dir,
@@ -170,7 +193,46 @@ impl Partition {
             acks_all_batches: AtomicU64::new(0),
             txn: RwLock::new(loaded.txn),
             flush_requested: AtomicBool::new(false),
+            shared: std::sync::OnceLock::new(),
+        };
+        if let Some((d, generation)) = env.shared.get() {
+            p.attach_shared(d, *generation);
         }
+        p
+    }
+
+    /// Starts publishing to readers in other processes: creates (or takes over) the partition's
+    /// state file and publishes the current offsets.
+    pub(crate) fn attach_shared(&self, dir: &Arc<DirState>, generation: u64) {
+        match PartitionState::create(&self.dir) {
+            Ok(state) => {
+                let _ = self.shared.set(SharedPublisher { state, dir: dir.clone(), generation });
+                self.publish_shared(true);
+            }
+            Err(e) => {
+                log::warn!(
+                    "{}: cannot create the shared state file ({e}); readers in other processes cannot follow it",
+                    self.dir.display()
+                );
+            }
+        }
+    }
+
+    /// Publishes the partition's offsets to readers in other processes: the high watermark, the
+    /// segment and byte position it lies at, the log start offset and the last stable offset.
+    /// Each value is loaded after those it depends on were published in this process (the high
+    /// watermark before the segment list and the segment's visible size, which the writer raises
+    /// first), so what is published is as consistent as what a fetch in this process sees.
+    fn publish_shared(&self, wake_always: bool) {
+        let Some(sh) = self.shared.get() else { return };
+        let hw = self.high_watermark();
+        let segs = self.segments();
+        let seg = segs.iter().rev().find(|s| s.base_offset < hw).or(segs.first());
+        let (segment, position) = seg.map_or((hw, 0), |s| (s.base_offset, s.visible()));
+        let last_stable = hw.min(self.txn.read().unwrap_or_else(|e| e.into_inner()).first_unstable());
+        let published = Published { high_watermark: hw, segment, position, log_start: self.log_start_offset(), last_stable };
+        sh.state.publish(&published, sh.generation);
+        sh.dir.wake(wake_always);
     }
 
     /// The partition's directory.
@@ -337,6 +399,8 @@ impl Partition {
         let header = batch::encode_batch(buf, base, &rec, self.config.message_timestamp_type, now, fields, true);
         self.write_buffered(&mut w, &header, now, Some(marker))?;
         self.flush_requested.store(true, Ordering::Release);
+        // The last stable offset may have moved up to the high watermark.
+        self.publish_shared(true);
         Ok(true)
     }
 
@@ -377,6 +441,7 @@ impl Partition {
         if self.config.high_watermark == HighWatermark::Written {
             w.active.segment().publish(w.active.segment().size());
             self.hw.store(next, Ordering::Release);
+            self.publish_shared(false);
         }
         Ok(next)
     }
@@ -514,6 +579,7 @@ impl Partition {
             }
             active.publish(size);
             self.hw.fetch_max(leo, Ordering::AcqRel);
+            self.publish_shared(true);
         }
         Ok(())
     }
@@ -590,38 +656,9 @@ impl Partition {
             }
             Err(e) => return Err(e),
         };
-        let visible = seg.visible();
-        let bytes = data.prefix(visible);
-        let mut pos = seg.position_for_offset(&data, offset, self.config.index_interval_bytes) as usize;
-        let corrupt = |pos: usize, e: batch::FrameError| Error::corrupt(seg.log_path(), pos as u64, e.to_string());
-        // Skip the batches that end before `offset` (each checked to lie within the visible bytes).
-        while pos < bytes.len() {
-            let h = *BatchView::parse(&bytes[pos..]).map_err(|e| corrupt(pos, e))?.header();
-            if h.next_offset() > offset {
-                break;
-            }
-            pos += h.total_len();
-        }
-        let start = pos;
-        let mut next_offset = offset;
-        while pos < bytes.len() {
-            let view = BatchView::parse(&bytes[pos..]).map_err(|e| corrupt(pos, e))?;
-            let h = view.header();
-            if h.base_offset >= hw || (pos > start && (pos + h.total_len() - start) as u64 > max_bytes) {
-                break;
-            }
-            next_offset = h.next_offset().min(hw);
-            pos += h.total_len();
-        }
-        if pos == start {
-            // Below the high watermark some batch must hold `offset`: returning nothing would leave
-            // a consumer polling the same offset forever.
-            return Err(Error::corrupt(
-                seg.log_path(),
-                start as u64,
-                format!("no batch holds offset {offset}, below the high watermark {hw}"),
-            ));
-        }
+        let bytes = data.prefix(seg.visible());
+        let from = seg.position_for_offset(&data, offset, self.config.index_interval_bytes) as usize;
+        let (start, pos, next_offset) = select_batches(bytes, from, offset, hw, max_bytes, &seg.log_path())?;
         let aborted = match isolation {
             IsolationLevel::ReadUncommitted => Vec::new(),
             IsolationLevel::ReadCommitted => self.txn.read().unwrap_or_else(|e| e.into_inner()).aborted_in(offset, next_offset),
@@ -725,6 +762,9 @@ impl Partition {
             *segs = Arc::new(rest);
             removed
         };
+        // Readers in other processes learn the new log start before the files go, so one that finds
+        // a file missing finds the reason too.
+        self.publish_shared(true);
         // Readers holding a removed segment keep its mapping; the files go now.
         for seg in &removed {
             seg.delete_files()?;

@@ -308,11 +308,24 @@ pub(crate) fn remove_snapshots_before(vfs: &dyn Vfs, dir: &Path, log_start: u64)
 /// batch after it.
 pub(crate) fn recover(vfs: &dyn Vfs, dir: &Path, segments: &[Arc<Segment>], leo: u64, interval: u64) -> Result<(ProducerStates, TxnView)> {
     let log_start = segments.first().map_or(leo, |s| s.base_offset);
-    let mut start = None;
+    let (from, (mut states, mut view)) = match newest_snapshot(vfs, dir, leo, true)? {
+        Some(s) => (s.offset, ProducerStates::restore(s)),
+        None => (log_start, (ProducerStates::default(), TxnView::default())),
+    };
+    replay(segments, from, leo, interval, &mut states, &mut view)?;
+    view.prune(log_start);
+    Ok((states, view))
+}
+
+/// The newest readable snapshot at or below `at_most`. Snapshots above it are removed when
+/// `remove_newer` (recovery), and skipped otherwise (a read-only handle never writes).
+pub(crate) fn newest_snapshot(vfs: &dyn Vfs, dir: &Path, at_most: u64, remove_newer: bool) -> Result<Option<ProducerSnapshot>> {
     for o in snapshot_offsets(vfs, dir).into_iter().rev() {
         let path = dir.join(snapshot_file_name(o));
-        if o > leo {
-            vfs.remove_file(&path).map_err(|e| Error::io("unlink", &path, e))?;
+        if o > at_most {
+            if remove_newer {
+                vfs.remove_file(&path).map_err(|e| Error::io("unlink", &path, e))?;
+            }
             continue;
         }
         let bytes = (|| {
@@ -323,26 +336,34 @@ pub(crate) fn recover(vfs: &dyn Vfs, dir: &Path, segments: &[Arc<Segment>], leo:
             Some(b)
         })();
         match bytes.map(|b| decode_snapshot(&b)) {
-            Some(Ok(s)) if s.offset == o => {
-                start = Some(s);
-                break;
-            }
+            Some(Ok(s)) if s.offset == o => return Ok(Some(s)),
             Some(Err(reason)) => log::warn!("{}: ignoring a damaged producer-state snapshot: {reason}", path.display()),
             _ => log::warn!("{}: ignoring an unreadable producer-state snapshot", path.display()),
         }
     }
-    let (from, (mut states, mut view)) = match start {
-        Some(s) => (s.offset, ProducerStates::restore(s)),
-        None => (log_start, (ProducerStates::default(), TxnView::default())),
-    };
+    Ok(None)
+}
+
+/// Folds every producer batch of `segments` with offsets in `[from, to)` into `states` and `view`.
+pub(crate) fn replay(
+    segments: &[Arc<Segment>],
+    from: u64,
+    to: u64,
+    interval: u64,
+    states: &mut ProducerStates,
+    view: &mut TxnView,
+) -> Result<()> {
     let now = crate::log::partition::now_ms();
-    for seg in segments.iter().filter(|s| s.next_offset() > from && s.size() > 0) {
+    for seg in segments.iter().filter(|s| s.next_offset() > from && s.base_offset < to && s.size() > 0) {
         let (data, opened) = seg.data()?;
         let bytes = data.prefix(seg.size());
         let mut pos = if from > seg.base_offset { seg.position_for_offset(&data, from, interval) as usize } else { 0 };
         while pos < bytes.len() {
             let view_b = BatchView::parse(&bytes[pos..]).map_err(|e| Error::corrupt(seg.log_path(), pos as u64, e.to_string()))?;
             let h = *view_b.header();
+            if h.base_offset >= to {
+                break;
+            }
             pos += h.total_len();
             if h.next_offset() <= from || h.producer_id < 0 {
                 continue;
@@ -353,7 +374,7 @@ pub(crate) fn recover(vfs: &dyn Vfs, dir: &Path, segments: &[Arc<Segment>], leo:
             } else {
                 None
             };
-            let aborted = states.apply(&h, marker, now, &mut view);
+            let aborted = states.apply(&h, marker, now, view);
             view.aborted.extend(aborted);
         }
         drop(data);
@@ -361,8 +382,7 @@ pub(crate) fn recover(vfs: &dyn Vfs, dir: &Path, segments: &[Arc<Segment>], leo:
             seg.evict();
         }
     }
-    view.prune(log_start);
-    Ok((states, view))
+    Ok(())
 }
 
 /// Larger snapshot files are not read (about 16 million producers or aborted transactions).

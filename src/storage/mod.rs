@@ -3,6 +3,7 @@
 
 pub mod prefault;
 pub mod segment;
+pub mod shared_state;
 #[cfg(feature = "fault-injection")]
 pub mod sim;
 pub mod vfs;

@@ -114,6 +114,11 @@ pub struct Segment {
     indexes: RwLock<Option<Arc<Indexes>>>,
     /// A logical clock value, for the open-segment cache's eviction order.
     pub(crate) last_used: AtomicU64,
+    /// Seen by a read-only handle: never writes (rebuilt indexes stay in memory).
+    read_only: bool,
+    /// Bytes to map (0: the size); a read-only handle maps the segment it follows with room to
+    /// grow, so that its readable prefix can advance without a new mapping.
+    map_len: u64,
 }
 
 impl std::fmt::Debug for Segment {
@@ -151,6 +156,8 @@ impl Segment {
             data: Mutex::new(None),
             indexes: RwLock::new(None),
             last_used: AtomicU64::new(0),
+            read_only: false,
+            map_len: 0,
         }
     }
 
@@ -216,6 +223,39 @@ impl Segment {
         Arc::new(s)
     }
 
+    /// A segment as a read-only handle sees it: `size` readable bytes of complete batches (final
+    /// when `sealed`), `next_offset` the offset after them as far as the handle knows, and
+    /// `map_len` bytes to map (at least `size`) so that an unsealed segment can grow in place.
+    /// Its largest timestamp is not known (lookups by time scan it).
+    pub fn for_reader(
+        vfs: Arc<dyn Vfs>,
+        dir: Arc<Path>,
+        base_offset: u64,
+        size: u64,
+        next_offset: u64,
+        sealed: bool,
+        map_len: u64,
+    ) -> Arc<Segment> {
+        let mut s = Segment::new(vfs, dir, base_offset, size, next_offset, i64::MAX);
+        s.read_only = true;
+        s.map_len = map_len.max(size);
+        s.sealed.store(sealed, Ordering::Release);
+        Arc::new(s)
+    }
+
+    /// A read-only handle learned that `size` bytes (ending before `next_offset`) are readable.
+    /// Fails if they lie beyond the mapping, which then has to be replaced.
+    pub fn advance_for_reader(&self, size: u64, next_offset: u64) -> bool {
+        debug_assert!(self.read_only);
+        if self.map_len < size {
+            return false;
+        }
+        self.size.fetch_max(size, Ordering::AcqRel);
+        self.visible.fetch_max(size, Ordering::AcqRel);
+        self.next_offset.fetch_max(next_offset, Ordering::AcqRel);
+        true
+    }
+
     /// The mapping of the `.log`, opening it when it is not open. Returns whether it was opened now
     /// (so the caller can account for it in the open-segment cache).
     pub fn data(&self) -> Result<(Arc<SegmentData>, bool)> {
@@ -226,10 +266,11 @@ impl Segment {
         let path = self.log_path();
         let file = self.vfs.open(&path, OpenMode::Read).map_err(|e| Error::io("open", &path, e))?;
         let size = self.size();
-        let map = if size == 0 {
+        let map_len = self.map_len.max(size);
+        let map = if map_len == 0 {
             None
         } else {
-            let len = usize::try_from(size).map_err(|_| Error::corrupt(&path, 0, "segment too large to map"))?;
+            let len = usize::try_from(map_len).map_err(|_| Error::corrupt(&path, 0, "segment too large to map"))?;
             let on_disk = file.len().map_err(|e| Error::io("stat", &path, e))?;
             if on_disk < size {
                 return Err(Error::corrupt(&path, on_disk, format!("file is shorter ({on_disk} bytes) than the log expects ({size})")));
@@ -270,7 +311,7 @@ impl Segment {
                 // Missing, stale or damaged: indexes are derivable from the log, so rebuild them.
                 let s = scan(data.prefix(size), self.base_offset, index_interval, false);
                 let ix = Indexes { offsets: s.offsets, times: s.times };
-                if self.is_sealed() {
+                if self.is_sealed() && !self.read_only {
                     // Best effort: a failure only means rebuilding again next time.
                     let _ = self.write_index_files(&ix, size);
                 }

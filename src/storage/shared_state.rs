@@ -1,0 +1,306 @@
+//! The small memory-mapped files through which a writer publishes what readers in other processes
+//! may see: `.runnel_state` for the directory (writer generation, catalog version, the futex word
+//! followers sleep on) and `partition.state` in each partition directory (high watermark, where it
+//! lies, log start offset, last stable offset). docs/FORMAT.md gives the layouts and
+//! docs/DESIGN.md the protocol.
+//!
+//! These files are shared memory, not data: nothing in them is synced or needed for recovery, so
+//! they are mapped directly with memmap2 rather than through the [`super::vfs`] seam (the
+//! simulated file systems of the reliability harness have no shared memory; under them the writer
+//! publishes nothing and no reader can attach).
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
+use std::time::{Duration, Instant};
+
+use memmap2::{MmapOptions, MmapRaw};
+
+/// Name of the directory's shared state file.
+pub const DIR_STATE_FILE: &str = ".runnel_state";
+/// Name of a partition's shared state file.
+pub const PARTITION_STATE_FILE: &str = "partition.state";
+
+const DIR_MAGIC: u64 = u64::from_le_bytes(*b"RNLSTATE");
+const PARTITION_MAGIC: u64 = u64::from_le_bytes(*b"RNLPSTAT");
+const VERSION: u32 = 1;
+const DIR_LEN: usize = 64;
+const PARTITION_LEN: usize = 128;
+
+// `.runnel_state` fields (byte offsets).
+const D_MAGIC: usize = 0;
+const D_VERSION: usize = 8;
+const D_GENERATION: usize = 16;
+const D_CATALOG: usize = 24;
+const D_NOTIFY: usize = 32;
+const D_WRITER_OPEN: usize = 36;
+const D_WRITER_PID: usize = 40;
+
+// `partition.state` fields.
+const P_MAGIC: usize = 0;
+const P_VERSION: usize = 8;
+const P_SEQ: usize = 16;
+const P_SLOTS: [usize; 2] = [24, 64];
+const P_GENERATION: usize = 104;
+
+/// The shortest interval between two futex wakes from appends: a writer appending millions of
+/// batches a second does not make a system call for each. A follower that slept through a skipped
+/// wake notices within [`FOLLOW_POLL`].
+const WAKE_INTERVAL: Duration = Duration::from_micros(50);
+
+/// The longest a follower sleeps before it looks at the state again, whatever woke it or not.
+pub const FOLLOW_POLL: Duration = Duration::from_millis(1);
+
+/// A mapped shared state file.
+struct Page {
+    map: MmapRaw,
+    len: usize,
+}
+
+impl Page {
+    fn open(path: &Path, len: usize, writable: bool) -> io::Result<Page> {
+        let mut o = OpenOptions::new();
+        o.read(true).custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32);
+        if writable {
+            o.write(true).create(true);
+        }
+        let file: File = o.open(path)?;
+        let on_disk = file.metadata()?.len();
+        if on_disk < len as u64 {
+            if !writable {
+                return Err(io::Error::new(io::ErrorKind::InvalidData, format!("{} bytes, expected {len}", on_disk)));
+            }
+            // Written out rather than extended sparsely: a store through the mapping into a page
+            // the file system has no block for would raise SIGBUS on a full disk.
+            std::os::unix::fs::FileExt::write_all_at(&file, &vec![0u8; len], 0)?;
+        }
+        let mut opts = MmapOptions::new();
+        opts.len(len);
+        let map = if writable { opts.map_raw(&file)? } else { opts.map_raw_read_only(&file)? };
+        Ok(Page { map, len })
+    }
+
+    #[expect(unsafe_code, reason = "viewing an aligned word of a shared mapping as an atomic")]
+    fn u64_at(&self, off: usize) -> &AtomicU64 {
+        assert!(off.is_multiple_of(8) && off + 8 <= self.len, "a shared-state field is out of place");
+        // SAFETY: the mapping is page-aligned and `off` a multiple of 8 inside it (asserted), so the
+        // pointer is aligned and valid for 8 bytes for as long as `self` (the mapping) lives. Other
+        // processes touch these bytes only through atomic operations of the same width, which is
+        // what makes sharing them sound; a mapped file shorter than `len` cannot happen because
+        // the file was checked (or extended) to `len` before mapping, and runnel never shrinks it.
+        // Readers map the file read-only and only ever load from it: on the supported targets an
+        // atomic load is a plain load instruction and never writes to the page.
+        unsafe { &*(self.map.as_ptr().add(off) as *const AtomicU64) }
+    }
+
+    #[expect(unsafe_code, reason = "viewing an aligned word of a shared mapping as an atomic")]
+    fn u32_at(&self, off: usize) -> &AtomicU32 {
+        assert!(off.is_multiple_of(4) && off + 4 <= self.len, "a shared-state field is out of place");
+        // SAFETY: as in `u64_at`, with 4-byte alignment and width.
+        unsafe { &*(self.map.as_ptr().add(off) as *const AtomicU32) }
+    }
+}
+
+fn bad(path: &Path, what: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, format!("{}: {what}", path.display()))
+}
+
+/// The directory's shared state: which writer generation is live, the catalog's version, and the
+/// word followers sleep on.
+pub struct DirState {
+    page: Page,
+    writable: bool,
+    /// When this process last woke followers (writer side).
+    last_wake: Mutex<Option<Instant>>,
+}
+
+impl DirState {
+    /// Opens (creating it if needed) the directory's state file for writing. Called by the writer,
+    /// which holds the directory lock.
+    pub fn create(dir: &Path) -> io::Result<DirState> {
+        let path = dir.join(DIR_STATE_FILE);
+        let page = Page::open(&path, DIR_LEN, true)?;
+        if page.u64_at(D_MAGIC).load(Ordering::Acquire) != DIR_MAGIC {
+            page.u32_at(D_VERSION).store(VERSION, Ordering::Relaxed);
+            page.u64_at(D_MAGIC).store(DIR_MAGIC, Ordering::Release);
+        }
+        Ok(DirState { page, writable: true, last_wake: Mutex::new(None) })
+    }
+
+    /// Opens the directory's state file read-only; `Ok(None)` when there is none (no writer of
+    /// this version has opened the directory yet).
+    pub fn open(dir: &Path) -> io::Result<Option<DirState>> {
+        let path = dir.join(DIR_STATE_FILE);
+        let page = match Page::open(&path, DIR_LEN, false) {
+            Ok(p) => p,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        if page.u64_at(D_MAGIC).load(Ordering::Acquire) != DIR_MAGIC {
+            return Err(bad(&path, "not a runnel state file (bad magic)"));
+        }
+        let version = page.u32_at(D_VERSION).load(Ordering::Relaxed);
+        if version != VERSION {
+            return Err(bad(&path, &format!("state file version {version}; this runnel reads version {VERSION}")));
+        }
+        Ok(Some(DirState { page, writable: false, last_wake: Mutex::new(None) }))
+    }
+
+    /// A writer takes over: a new generation, marked open. Returns the generation.
+    pub fn begin_writer(&self) -> u64 {
+        debug_assert!(self.writable);
+        self.page.u32_at(D_WRITER_PID).store(std::process::id(), Ordering::Relaxed);
+        self.page.u32_at(D_WRITER_OPEN).store(1, Ordering::Release);
+        let g = self.page.u64_at(D_GENERATION).fetch_add(1, Ordering::AcqRel) + 1;
+        self.wake(true);
+        g
+    }
+
+    /// The writer closed cleanly.
+    pub fn end_writer(&self) {
+        self.page.u32_at(D_WRITER_OPEN).store(0, Ordering::Release);
+        self.wake(true);
+    }
+
+    /// Which writer incarnation published the state (0: none yet).
+    pub fn generation(&self) -> u64 {
+        self.page.u64_at(D_GENERATION).load(Ordering::Acquire)
+    }
+
+    /// Whether a writer has the directory open (it set the flag, and has not closed cleanly; a
+    /// crashed writer leaves it set until the next writer opens).
+    pub fn writer_open(&self) -> bool {
+        self.page.u32_at(D_WRITER_OPEN).load(Ordering::Acquire) != 0
+    }
+
+    /// The catalog changed (after its rename, and after the partition directories it names exist).
+    pub fn catalog_changed(&self) {
+        self.page.u64_at(D_CATALOG).fetch_add(1, Ordering::AcqRel);
+        self.wake(true);
+    }
+
+    /// Counts catalog changes.
+    pub fn catalog_version(&self) -> u64 {
+        self.page.u64_at(D_CATALOG).load(Ordering::Acquire)
+    }
+
+    /// The futex word's current value; pass it to [`DirState::wait`].
+    pub fn notify_value(&self) -> u32 {
+        self.page.u32_at(D_NOTIFY).load(Ordering::Acquire)
+    }
+
+    /// Something was published: bumps the futex word and wakes sleeping followers, at most once
+    /// per [`WAKE_INTERVAL`] unless `always`.
+    pub fn wake(&self, always: bool) {
+        let word = self.page.u32_at(D_NOTIFY);
+        word.fetch_add(1, Ordering::SeqCst);
+        let now = Instant::now();
+        {
+            let mut last = self.last_wake.lock().unwrap_or_else(|e| e.into_inner());
+            if !always && last.is_some_and(|t| now.duration_since(t) < WAKE_INTERVAL) {
+                return;
+            }
+            *last = Some(now);
+        }
+        // A shared (not FUTEX_PRIVATE) wake: the sleepers are in other processes.
+        let _ = rustix::thread::futex::wake(word, rustix::thread::futex::Flags::empty(), u32::MAX);
+    }
+
+    /// Sleeps until the futex word differs from `seen`, or `timeout` passes (at most
+    /// [`FOLLOW_POLL`], so that a skipped wake costs at most that long).
+    pub fn wait(&self, seen: u32, timeout: Duration) {
+        let word = self.page.u32_at(D_NOTIFY);
+        let t = timeout.min(FOLLOW_POLL);
+        let ts = rustix::time::Timespec { tv_sec: t.as_secs() as i64, tv_nsec: i64::from(t.subsec_nanos()) };
+        let _ = rustix::thread::futex::wait(word, rustix::thread::futex::Flags::empty(), seen, Some(&ts));
+    }
+}
+
+/// What a partition's writer published, read consistently.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Published {
+    /// The high watermark.
+    pub high_watermark: u64,
+    /// Base offset of the segment holding the last offset below the high watermark.
+    pub segment: u64,
+    /// Bytes of complete batches readers may look at in that segment: every batch below the high
+    /// watermark in it ends at or before this position.
+    pub position: u64,
+    /// The log start offset.
+    pub log_start: u64,
+    /// The last stable offset.
+    pub last_stable: u64,
+}
+
+/// A partition's shared state: two slots and a sequence number saying which one is current.
+pub struct PartitionState {
+    page: Page,
+    path: PathBuf,
+    /// Serializes publishers in the writer (the slots have one writer at a time).
+    publish: Mutex<()>,
+}
+
+impl PartitionState {
+    /// Opens (creating it if needed) a partition's state file for writing.
+    pub fn create(dir: &Path) -> io::Result<PartitionState> {
+        let path = dir.join(PARTITION_STATE_FILE);
+        let page = Page::open(&path, PARTITION_LEN, true)?;
+        Ok(PartitionState { page, path, publish: Mutex::new(()) })
+    }
+
+    /// Opens a partition's state file read-only.
+    pub fn open(dir: &Path) -> io::Result<PartitionState> {
+        let path = dir.join(PARTITION_STATE_FILE);
+        let page = Page::open(&path, PARTITION_LEN, false)?;
+        Ok(PartitionState { page, path, publish: Mutex::new(()) })
+    }
+
+    /// Publishes `p` (writer side). The new values go to the slot readers are not directed to, and
+    /// only then does the sequence number move to it, so a reader never sees a half-written slot
+    /// and a writer that dies mid-publication leaves the previous slot current.
+    pub fn publish(&self, p: &Published, generation: u64) {
+        let _g = self.publish.lock().unwrap_or_else(|e| e.into_inner());
+        let seq = self.page.u64_at(P_SEQ).load(Ordering::Relaxed);
+        let slot = P_SLOTS[((seq + 1) & 1) as usize];
+        // Orders the previous publication's sequence store before this one's slot stores: a reader
+        // that sees any of the new values in the slot then also sees that the sequence moved on.
+        fence(Ordering::Release);
+        for (i, v) in [p.high_watermark, p.segment, p.position, p.log_start, p.last_stable].into_iter().enumerate() {
+            self.page.u64_at(slot + 8 * i).store(v, Ordering::Relaxed);
+        }
+        self.page.u64_at(P_GENERATION).store(generation, Ordering::Relaxed);
+        self.page.u64_at(P_SEQ).store(seq + 1, Ordering::Release);
+        if self.page.u64_at(P_MAGIC).load(Ordering::Relaxed) != PARTITION_MAGIC {
+            self.page.u32_at(P_VERSION).store(VERSION, Ordering::Relaxed);
+            self.page.u64_at(P_MAGIC).store(PARTITION_MAGIC, Ordering::Release);
+        }
+    }
+
+    /// Reads the current slot (reader side); `Err` when the file was never initialized or is not
+    /// a state file of this version.
+    pub fn read(&self) -> io::Result<Published> {
+        if self.page.u64_at(P_MAGIC).load(Ordering::Acquire) != PARTITION_MAGIC {
+            return Err(bad(&self.path, "not initialized by a writer"));
+        }
+        let version = self.page.u32_at(P_VERSION).load(Ordering::Relaxed);
+        if version != VERSION {
+            return Err(bad(&self.path, &format!("state file version {version}; this runnel reads version {VERSION}")));
+        }
+        let seq_word = self.page.u64_at(P_SEQ);
+        loop {
+            let seq = seq_word.load(Ordering::Acquire);
+            let slot = P_SLOTS[(seq & 1) as usize];
+            let v: [u64; 5] = std::array::from_fn(|i| self.page.u64_at(slot + 8 * i).load(Ordering::Relaxed));
+            // The slot's loads happen before the sequence number is read again: if it has not moved,
+            // the writer did not start overwriting this slot (that needs two moves).
+            fence(Ordering::Acquire);
+            if seq_word.load(Ordering::Relaxed) == seq {
+                return Ok(Published { high_watermark: v[0], segment: v[1], position: v[2], log_start: v[3], last_stable: v[4] });
+            }
+            std::hint::spin_loop();
+        }
+    }
+}
