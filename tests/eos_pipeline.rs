@@ -31,11 +31,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Rng, copy_tree, scale};
+use common::{KillOnDrop, Rng, clock_seed, copy_tree, read_partition, scale};
 use runnel::{IsolationLevel, Log, LogOptions, OffsetCommit, Record, TopicConfig, TransactionOptions, TransactionState};
 
 const CHILD_ENV: &str = "RUNNEL_EOS_CHILD";
@@ -53,10 +53,6 @@ fn records() -> usize {
 }
 /// Most input records one transaction of the pipeline handles.
 const MAX_PER_TXN: u64 = 6;
-
-fn clock_seed() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64) ^ u64::from(std::process::id())
-}
 
 /// Small segments for the internal topics too, so that every open after a kill scans little.
 fn options() -> LogOptions {
@@ -79,26 +75,6 @@ fn parse_output(v: &[u8]) -> Option<(u32, u64, Vec<u8>)> {
     let colon = v.iter().position(|&b| b == b':')?;
     let (p, offset) = std::str::from_utf8(&v[..colon]).ok()?.split_once('@')?;
     Some((p.parse().ok()?, offset.parse().ok()?, v[colon + 1..].to_vec()))
-}
-
-/// Values of a partition with their offsets, from the log start to the end `isolation` sees.
-fn read_partition(log: &Log, topic: &str, p: u32, isolation: IsolationLevel) -> Vec<(u64, Vec<u8>)> {
-    let end = match isolation {
-        IsolationLevel::ReadCommitted => log.last_stable_offset(topic, p).expect("last stable offset"),
-        IsolationLevel::ReadUncommitted => log.high_watermark(topic, p).expect("high watermark"),
-    };
-    let mut offset = log.log_start_offset(topic, p).expect("log start");
-    let mut out = Vec::new();
-    while offset < end {
-        let f = log.fetch_with(topic, p, offset, 64 << 10, isolation).unwrap_or_else(|e| panic!("fetch {topic}-{p} at {offset}: {e}"));
-        assert!(f.next_offset() > offset, "{topic}-{p}: {isolation:?} fetch at {offset} made no progress (end {end})");
-        for r in f.records() {
-            let r = r.unwrap_or_else(|e| panic!("{topic}-{p}: a record after {offset} is torn: {e}"));
-            out.push((r.offset, r.value.expect("every record has a value").to_vec()));
-        }
-        offset = f.next_offset();
-    }
-    out
 }
 
 /// Fills the input topic: [`records`] committed records `in-<i>`, and aborted chunks of junk between
@@ -223,16 +199,6 @@ fn child(dir: &Path) {
         let mut out = stdout.lock();
         writeln!(out, "{line}").expect("child: write stdout");
         out.flush().expect("child: flush stdout");
-    }
-}
-
-/// Kills the child if the parent panics before it does.
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 

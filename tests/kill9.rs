@@ -25,11 +25,11 @@ mod common;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Rng, copy_tree, scale};
+use common::{KillOnDrop, Rng, clock_seed, copy_tree, env_u64, scale};
 use runnel::{Acks, Header, Log, LogOptions, Record, TopicConfig};
 
 const CHILD_ENV: &str = "RUNNEL_KILL9_CHILD";
@@ -42,10 +42,6 @@ const TEST_NAME: &str = "acknowledged_appends_survive_sigkill_at_random_moments"
 const TOPIC: &str = "k9";
 /// Rounds that share one data directory.
 const EPOCH: usize = 20;
-
-fn clock_seed() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64) ^ u64::from(std::process::id())
-}
 
 /// The key of the record at `offset`: null for every third offset.
 fn key_of(offset: u64) -> Option<Vec<u8>> {
@@ -78,10 +74,6 @@ fn topic_config() -> TopicConfig {
         retention_ms: None,
         ..TopicConfig::default()
     }
-}
-
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|s| s.parse().ok()).unwrap_or(default)
 }
 
 /// The child: append forever (until killed; a time cap stops orphans).
@@ -119,16 +111,6 @@ fn child(dir: &Path) {
         if pause && rng.below(2) == 0 {
             std::thread::sleep(Duration::from_micros(rng.below(3000)));
         }
-    }
-}
-
-/// Kills the child if the parent panics before it does.
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 

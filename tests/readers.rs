@@ -27,7 +27,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Rng, TestResult, config, scale};
+use common::{Rng, TestResult, config, env_u64, scale};
 use runnel::{Acks, IsolationLevel, Log, LogOptions, Record};
 
 const ROLE: &str = "RUNNEL_READERS_ROLE";
@@ -44,17 +44,13 @@ fn value_of(offset: u64) -> Vec<u8> {
     v
 }
 
-fn env_u64(name: &str) -> u64 {
-    std::env::var(name).ok().and_then(|s| s.parse().ok()).unwrap_or(0)
-}
-
 fn writer(dir: &Path) {
-    let count = env_u64(COUNT);
-    let acks = match env_u64(ACKS) {
+    let count = env_u64(COUNT, 0);
+    let acks = match env_u64(ACKS, 0) {
         2 => Acks::All,
         _ => Acks::One,
     };
-    let retention = env_u64(RETENTION) == 1;
+    let retention = env_u64(RETENTION, 0) == 1;
     let log = Log::open(dir, LogOptions::default()).unwrap_or_else(|e| panic!("writer: open: {e}"));
     let mut rng = Rng(u64::from(std::process::id()));
     let out = std::io::stdout();
@@ -110,7 +106,7 @@ fn follow(log: &Log, from: u64, count: u64, deadline: Instant) -> Result<u64, St
 }
 
 fn reader(dir: &Path) {
-    let count = env_u64(COUNT);
+    let count = env_u64(COUNT, 0);
     let log = Log::open_read_only(dir, LogOptions::default()).unwrap_or_else(|e| panic!("reader: open: {e}"));
     println!("READY");
     std::io::stdout().flush().expect("stdout");

@@ -38,11 +38,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Rng, copy_tree, scale};
+use common::{KillOnDrop, Rng, clock_seed, copy_tree, env_u64, read_partition, scale};
 use runnel::{
     CONSUMER_OFFSETS_TOPIC, IsolationLevel, Log, LogOptions, OffsetCommit, Record, TRANSACTION_STATE_TOPIC, TopicConfig,
     TransactionOptions, TransactionState,
@@ -66,14 +66,6 @@ const ROUND_SPAN: u64 = 1_000_000;
 const DANGLING: u64 = 900_000;
 /// Rounds that share one data directory.
 const EPOCH: usize = 25;
-
-fn clock_seed() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64) ^ u64::from(std::process::id())
-}
-
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|s| s.parse().ok()).unwrap_or(default)
-}
 
 /// One send of a transaction: records `first..first + count` of the transaction, as one batch to
 /// `PARTS[part]`.
@@ -220,36 +212,6 @@ fn child(dir: &Path) {
         }
         n += 1;
     }
-}
-
-/// Kills the child if the parent panics before it does.
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Values of a partition, with their offsets, from the log start up to the end `isolation` sees.
-fn read_partition(log: &Log, topic: &str, p: u32, isolation: IsolationLevel) -> Vec<(u64, Vec<u8>)> {
-    let end = match isolation {
-        IsolationLevel::ReadCommitted => log.last_stable_offset(topic, p).expect("last stable offset"),
-        IsolationLevel::ReadUncommitted => log.high_watermark(topic, p).expect("high watermark"),
-    };
-    let mut offset = log.log_start_offset(topic, p).expect("log start");
-    let mut out = Vec::new();
-    while offset < end {
-        let f = log.fetch_with(topic, p, offset, 64 << 10, isolation).unwrap_or_else(|e| panic!("fetch {topic}-{p} at {offset}: {e}"));
-        assert!(f.next_offset() > offset, "{topic}-{p}: {isolation:?} fetch at {offset} made no progress (end {end})");
-        for r in f.records() {
-            let r = r.unwrap_or_else(|e| panic!("{topic}-{p}: a record after {offset} is torn: {e}"));
-            out.push((r.offset, r.value.expect("every record has a value").to_vec()));
-        }
-        offset = f.next_offset();
-    }
-    out
 }
 
 /// What one verification found.

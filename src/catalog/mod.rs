@@ -25,7 +25,7 @@ use crate::log::{AppendResult, Fetched, Partition};
 use crate::partitioner;
 use crate::storage::OpenSegments;
 use crate::storage::prefault::Prefaulter;
-use crate::storage::shared_state::{DIR_STATE_FILE, DirState};
+use crate::storage::shared_state::{DIR_STATE_FILE, DirState, wait_until};
 use crate::storage::vfs::{OpenMode, OsFs, VFile, Vfs};
 use crate::transactions::{
     self, Coordinator, IdempotentProducer, ProducerBatch, TRANSACTION_STATE_TOPIC, TransactionDescription, TransactionOptions,
@@ -1031,22 +1031,13 @@ impl Log {
             }
             (None, Some(s)) => {
                 let p = self.partition(topic, partition)?;
-                let deadline = Instant::now() + timeout;
-                loop {
-                    let seen = s.env.shared.get().map(|(d, _)| d.notify_value());
+                wait_until(s.env.shared.get().map(|(d, _)| &**d), timeout, || {
                     let end = match isolation {
                         IsolationLevel::ReadUncommitted => p.high_watermark(),
                         IsolationLevel::ReadCommitted => p.last_stable_offset(),
                     };
-                    let now = Instant::now();
-                    if end > offset || now >= deadline || p.is_deleted() {
-                        break;
-                    }
-                    match (s.env.shared.get(), seen) {
-                        (Some((d, _)), Some(seen)) => d.wait(seen, deadline - now),
-                        _ => std::thread::sleep((deadline - now).min(Duration::from_millis(1))),
-                    }
-                }
+                    Ok(end > offset || p.is_deleted())
+                })?;
             }
             (None, None) => {}
         }

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::{CATALOG_FILE, config_from, internal_config, read_small, validate_catalog};
 use crate::config::{IsolationLevel, LogOptions, TopicConfig};
@@ -14,7 +14,7 @@ use crate::format::meta;
 use crate::groups::{CONSUMER_OFFSETS_TOPIC, OffsetsFold};
 use crate::log::Fetched;
 use crate::log::reader::ReaderPartition;
-use crate::storage::shared_state::{DIR_STATE_FILE, DirState};
+use crate::storage::shared_state::{DIR_STATE_FILE, DirState, wait_until};
 use crate::storage::vfs::{OsFs, Vfs};
 
 pub(crate) struct ReaderTopic {
@@ -192,24 +192,14 @@ impl ReaderShared {
     /// Waits until the partition has records at or after `offset` visible at `isolation`, or
     /// `timeout` passes. Returns whether it has.
     pub(crate) fn wait_for(&self, topic: &str, partition: u32, offset: u64, isolation: IsolationLevel, timeout: Duration) -> Result<bool> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            // The word first: a publication after this load changes it, so the wait returns.
-            let seen = self.state.notify_value();
+        wait_until(Some(&self.state), timeout, || {
             let p = self.partition(topic, partition)?;
             let end = match isolation {
                 IsolationLevel::ReadUncommitted => p.high_watermark()?,
                 IsolationLevel::ReadCommitted => p.last_stable_offset()?,
             };
-            if end > offset {
-                return Ok(true);
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return Ok(false);
-            }
-            self.state.wait(seen, deadline - now);
-        }
+            Ok(end > offset)
+        })
     }
 
     pub(crate) fn fetch(&self, topic: &str, partition: u32, offset: u64, max_bytes: u64, isolation: IsolationLevel) -> Result<Fetched> {

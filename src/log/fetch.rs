@@ -1,13 +1,14 @@
 //! The result of a fetch: a range of complete batches inside one segment mapping, and iterators
 //! that read records from it without copying.
 
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::format::batch::{BatchView, FrameError, RecordIter, RecordView};
 use crate::format::txn::AbortedTxn;
-use crate::storage::segment::SegmentData;
+use crate::storage::segment::{Segment, SegmentData};
 
 /// Chooses what a fetch returns from a segment's readable bytes: the batch holding `offset`
 /// (scanning from `from`, a batch boundary at or before it) and the batches after it, stopping at
@@ -50,6 +51,37 @@ pub(crate) fn select_batches(
         return Err(Error::corrupt(path, start as u64, format!("no batch holds offset {offset}, below the high watermark {bound}")));
     }
     Ok((start, pos, next_offset))
+}
+
+/// Looks in one segment's readable bytes for the first record, below `hw`, with a timestamp at or
+/// after `timestamp`. `Break` ends the search (with the record, or `None` once a batch at or past
+/// `hw` is reached); `Continue` moves on to the next segment.
+pub(crate) fn find_timestamp(
+    seg: &Segment,
+    data: &SegmentData,
+    hw: u64,
+    timestamp: i64,
+    index_interval: u64,
+) -> Result<ControlFlow<Option<(u64, i64)>>> {
+    let bytes = data.prefix(seg.visible());
+    let mut pos = seg.position_for_timestamp(data, timestamp, index_interval) as usize;
+    while pos < bytes.len() {
+        let view = BatchView::parse(&bytes[pos..]).map_err(|e| Error::corrupt(seg.log_path(), pos as u64, e.to_string()))?;
+        let h = *view.header();
+        if h.base_offset >= hw {
+            return Ok(ControlFlow::Break(None));
+        }
+        if h.max_timestamp >= timestamp && !h.is_control() {
+            for r in view.records() {
+                let r = r.map_err(|e| Error::corrupt(seg.log_path(), pos as u64, e.to_string()))?;
+                if r.timestamp >= timestamp {
+                    return Ok(ControlFlow::Break(Some((r.offset, r.timestamp))));
+                }
+            }
+        }
+        pos += h.total_len();
+    }
+    Ok(ControlFlow::Continue(()))
 }
 
 /// Batches read from one partition, borrowed from the segment's mapping.

@@ -5,6 +5,7 @@
 //! at a time; never held together with `writer` across an fsync), then `segments` (a brief read or
 //! write of the segment list). Readers take only a brief read lock on `segments`.
 
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
@@ -13,9 +14,9 @@ use std::time::{Duration, Instant};
 use crate::config::{Acks, HighWatermark, IsolationLevel, TopicConfig};
 use crate::error::{Error, Result};
 use crate::format::Record;
-use crate::format::batch::{self, BatchHeader, BatchView, ProducerFields};
+use crate::format::batch::{self, BatchHeader, ProducerFields};
 use crate::format::txn::{self as txnfmt, MarkerType};
-use crate::log::fetch::{Fetched, select_batches};
+use crate::log::fetch::{Fetched, find_timestamp, select_batches};
 use crate::log::producer_state::{self, Check, ProducerStates, Refusal, TxnView};
 use crate::storage::OpenSegments;
 use crate::storage::prefault::Prefaulter;
@@ -77,6 +78,9 @@ pub struct Partition {
     acks_all_batches: AtomicU64,
     /// Open and aborted transactions, for read_committed readers.
     txn: RwLock<TxnView>,
+    /// `txn`'s first unstable offset, stored with each change of its open transactions, so the
+    /// last stable offset costs a load rather than a lock.
+    first_unstable: AtomicU64,
     /// A transaction marker was written: the maintenance thread syncs it at once, so that
     /// read_committed readers see the outcome without waiting for `flush.ms`.
     flush_requested: AtomicBool,
@@ -117,10 +121,20 @@ struct SyncState {
 /// The longest a group-commit leader waits for the appenders of the previous round to come back.
 const GATHER: Duration = Duration::from_micros(100);
 
-/// Milliseconds since the Unix epoch (one vDSO call; cheaper than `SystemTime` arithmetic).
-pub fn now_ms() -> i64 {
+/// Nanoseconds since the Unix epoch (one vDSO call). An append reads the clock once: the
+/// milliseconds of its timestamps and the nanoseconds that pace its wake-ups of followers.
+pub fn now_ns() -> u64 {
     let t = rustix::time::clock_gettime(rustix::time::ClockId::Realtime);
-    t.tv_sec.saturating_mul(1000).saturating_add(t.tv_nsec / 1_000_000)
+    (t.tv_sec.max(0) as u64).saturating_mul(1_000_000_000).saturating_add(t.tv_nsec.max(0) as u64)
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    ms_of(now_ns())
+}
+
+fn ms_of(ns: u64) -> i64 {
+    (ns / 1_000_000) as i64
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -191,6 +205,7 @@ impl Partition {
             sync: Mutex::new(SyncState::default()),
             synced: Condvar::new(),
             acks_all_batches: AtomicU64::new(0),
+            first_unstable: AtomicU64::new(loaded.txn.first_unstable()),
             txn: RwLock::new(loaded.txn),
             flush_requested: AtomicBool::new(false),
             shared: std::sync::OnceLock::new(),
@@ -207,7 +222,8 @@ impl Partition {
         match PartitionState::create(&self.dir) {
             Ok(state) => {
                 let _ = self.shared.set(SharedPublisher { state, dir: dir.clone(), generation });
-                self.publish_shared(true);
+                let _w = lock(&self.writer);
+                self.publish_shared(None, None);
             }
             Err(e) => {
                 log::warn!(
@@ -223,16 +239,28 @@ impl Partition {
     /// Each value is loaded after those it depends on were published in this process (the high
     /// watermark before the segment list and the segment's visible size, which the writer raises
     /// first), so what is published is as consistent as what a fetch in this process sees.
-    fn publish_shared(&self, wake_always: bool) {
+    /// Callers hold the writer lock, which serializes publications and so publishes values in
+    /// the order they were loaded. `at`: the segment base and visible size holding the high
+    /// watermark, when the caller (an append) knows them, which spares the segment-list lookup.
+    /// `paced`: an append's clock reading (ns): followers are then woken at most every 50 µs;
+    /// `None` wakes them now.
+    fn publish_shared(&self, paced: Option<u64>, at: Option<(u64, u64)>) {
         let Some(sh) = self.shared.get() else { return };
         let hw = self.high_watermark();
-        let segs = self.segments();
-        let seg = segs.iter().rev().find(|s| s.base_offset < hw).or(segs.first());
-        let (segment, position) = seg.map_or((hw, 0), |s| (s.base_offset, s.visible()));
-        let last_stable = hw.min(self.txn.read().unwrap_or_else(|e| e.into_inner()).first_unstable());
-        let published = Published { high_watermark: hw, segment, position, log_start: self.log_start_offset(), last_stable };
+        let (segment, position) = at.unwrap_or_else(|| {
+            let segs = self.segments();
+            let seg = segs.iter().rev().find(|s| s.base_offset < hw).or(segs.first());
+            seg.map_or((hw, 0), |s| (s.base_offset, s.visible()))
+        });
+        let published = Published {
+            high_watermark: hw,
+            segment,
+            position,
+            log_start: self.log_start_offset(),
+            last_stable: self.last_stable_offset_below(hw),
+        };
         sh.state.publish(&published, sh.generation);
-        sh.dir.wake(wake_always);
+        sh.dir.wake(paced);
     }
 
     /// The partition's directory.
@@ -312,8 +340,9 @@ impl Partition {
             return Err(Error::RecordTooLarge { size: raw, max });
         }
         self.check_writable()?;
-        let now = now_ms();
-        let (base, next) = match self.write_batch(records, now, producer, max)? {
+        let now_ns = now_ns();
+        let now = ms_of(now_ns);
+        let (base, next) = match self.write_batch(records, now_ns, producer, max)? {
             Written::New(next) => (next - records.len() as u64, next),
             Written::Duplicate(b) => (b.base_offset, b.last_offset + 1),
         };
@@ -351,7 +380,8 @@ impl Partition {
     }
 
     /// Checks, encodes and copies one batch in under the writer lock.
-    fn write_batch(&self, records: &[Record<'_>], now: i64, producer: ProducerFields, max: u64) -> Result<Written> {
+    fn write_batch(&self, records: &[Record<'_>], now_ns: u64, producer: ProducerFields, max: u64) -> Result<Written> {
+        let now = ms_of(now_ns);
         let mut w = lock(&self.writer);
         self.check_writable()?;
         if producer.producer_id >= 0 {
@@ -370,7 +400,7 @@ impl Partition {
         if w.buf.len() as u64 > max {
             return Err(Error::RecordTooLarge { size: w.buf.len() as u64, max });
         }
-        self.write_buffered(&mut w, &header, now, None).map(Written::New)
+        self.write_buffered(&mut w, &header, now_ns, None).map(Written::New)
     }
 
     /// Writes a transaction marker for `producer_id` if it has a transaction open here, and
@@ -379,7 +409,8 @@ impl Partition {
     pub(crate) fn write_marker(&self, producer_id: i64, epoch: i16, marker: MarkerType) -> Result<bool> {
         let mut w = lock(&self.writer);
         self.check_writable()?;
-        let now = now_ms();
+        let now_ns = now_ns();
+        let now = ms_of(now_ns);
         let open = match w.producers.producers.get(&producer_id) {
             Some(e) if epoch < e.epoch => {
                 return Err(Error::ProducerFenced { producer_id, epoch, current_epoch: e.epoch });
@@ -397,16 +428,17 @@ impl Partition {
         let fields = ProducerFields { producer_id, producer_epoch: epoch, base_sequence: -1, transactional: true };
         let Writer { buf, .. } = &mut *w;
         let header = batch::encode_batch(buf, base, &rec, self.config.message_timestamp_type, now, fields, true);
-        self.write_buffered(&mut w, &header, now, Some(marker))?;
+        self.write_buffered(&mut w, &header, now_ns, Some(marker))?;
         self.flush_requested.store(true, Ordering::Release);
         // The last stable offset may have moved up to the high watermark.
-        self.publish_shared(true);
+        self.publish_shared(None, None);
         Ok(true)
     }
 
     /// Copies the batch encoded in `w.buf` in at the log end (rolling first if it does not fit),
     /// folds it into the producer state, and publishes it. Returns the new log end offset.
-    fn write_buffered(&self, w: &mut Writer, header: &BatchHeader, now: i64, marker: Option<MarkerType>) -> Result<u64> {
+    fn write_buffered(&self, w: &mut Writer, header: &BatchHeader, now_ns: u64, marker: Option<MarkerType>) -> Result<u64> {
+        let now = ms_of(now_ns);
         let too_old = match (self.config.segment_ms, w.active_since) {
             (Some(ms), Some(since)) => now.saturating_sub(since) >= ms as i64,
             _ => false,
@@ -432,6 +464,7 @@ impl Partition {
                 let mut view = self.txn.write().unwrap_or_else(|e| e.into_inner());
                 let aborted = w.producers.apply(header, marker, now, &mut view);
                 view.aborted.extend(aborted);
+                self.first_unstable.store(view.first_unstable(), Ordering::Release);
             } else {
                 w.producers.apply(header, None, now, &mut TxnView::default());
             }
@@ -439,9 +472,10 @@ impl Partition {
         let next = header.next_offset();
         self.leo.store(next, Ordering::Release);
         if self.config.high_watermark == HighWatermark::Written {
-            w.active.segment().publish(w.active.segment().size());
+            let seg = w.active.segment();
+            seg.publish(seg.size());
             self.hw.store(next, Ordering::Release);
-            self.publish_shared(false);
+            self.publish_shared(Some(now_ns), Some((seg.base_offset, seg.size())));
         }
         Ok(next)
     }
@@ -579,7 +613,8 @@ impl Partition {
             }
             active.publish(size);
             self.hw.fetch_max(leo, Ordering::AcqRel);
-            self.publish_shared(true);
+            let _w = lock(&self.writer);
+            self.publish_shared(None, None);
         }
         Ok(())
     }
@@ -604,8 +639,12 @@ impl Partition {
     pub fn last_stable_offset(&self) -> u64 {
         // The high watermark first: a transaction is in the view before its first batch can be
         // below the high watermark.
-        let hw = self.high_watermark();
-        hw.min(self.txn.read().unwrap_or_else(|e| e.into_inner()).first_unstable())
+        self.last_stable_offset_below(self.high_watermark())
+    }
+
+    /// The last stable offset given a high watermark loaded before it.
+    fn last_stable_offset_below(&self, hw: u64) -> u64 {
+        hw.min(self.first_unstable.load(Ordering::Acquire))
     }
 
     /// Reads from `offset` (read_uncommitted). See [`crate::Log::fetch`].
@@ -621,7 +660,7 @@ impl Partition {
         // Load the high watermark before the segment list: a roll publishes the new list before
         // the high watermark can move into the new segment.
         let hw = self.high_watermark();
-        let lso = hw.min(self.txn.read().unwrap_or_else(|e| e.into_inner()).first_unstable());
+        let lso = self.last_stable_offset_below(hw);
         let bound = match isolation {
             IsolationLevel::ReadUncommitted => hw,
             IsolationLevel::ReadCommitted => lso,
@@ -684,23 +723,8 @@ impl Partition {
             if opened && seg.is_sealed() {
                 self.cache.opened(seg);
             }
-            let bytes = data.prefix(seg.visible());
-            let mut pos = seg.position_for_timestamp(&data, timestamp, self.config.index_interval_bytes) as usize;
-            while pos < bytes.len() {
-                let view = BatchView::parse(&bytes[pos..]).map_err(|e| Error::corrupt(seg.log_path(), pos as u64, e.to_string()))?;
-                let h = *view.header();
-                if h.base_offset >= hw {
-                    return Ok(None);
-                }
-                if h.max_timestamp >= timestamp && !h.is_control() {
-                    for r in view.records() {
-                        let r = r.map_err(|e| Error::corrupt(seg.log_path(), pos as u64, e.to_string()))?;
-                        if r.timestamp >= timestamp {
-                            return Ok(Some((r.offset, r.timestamp)));
-                        }
-                    }
-                }
-                pos += h.total_len();
+            if let ControlFlow::Break(found) = find_timestamp(seg, &data, hw, timestamp, self.config.index_interval_bytes)? {
+                return Ok(found);
             }
         }
         Ok(None)
@@ -764,7 +788,7 @@ impl Partition {
         };
         // Readers in other processes learn the new log start before the files go, so one that finds
         // a file missing finds the reason too.
-        self.publish_shared(true);
+        self.publish_shared(None, None);
         // Readers holding a removed segment keep its mapping; the files go now.
         for seg in &removed {
             seg.delete_files()?;

@@ -8,15 +8,15 @@
 //! bytes below the published position of the published segment, and whole earlier segments, all of
 //! which are complete batches.
 
+use std::ops::ControlFlow;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::config::{IsolationLevel, TopicConfig};
 use crate::error::{Error, Result};
-use crate::format::batch::BatchView;
-use crate::log::fetch::{Fetched, select_batches};
+use crate::log::fetch::{Fetched, find_timestamp, select_batches};
 use crate::log::producer_state::{self, ProducerStates, TxnView};
-use crate::storage::segment::{Segment, parse_segment_file_name};
+use crate::storage::segment::{Segment, log_file_name, parse_segment_file_name};
 use crate::storage::shared_state::{PartitionState, Published};
 use crate::storage::vfs::{OpenMode, Vfs};
 
@@ -106,7 +106,7 @@ impl ReaderPartition {
         if bases.last() != Some(&p.segment) {
             return Err(Error::io(
                 "open",
-                self.dir.join(crate::storage::segment::log_file_name(p.segment)),
+                self.dir.join(log_file_name(p.segment)),
                 std::io::Error::new(std::io::ErrorKind::NotFound, "the segment the writer published is gone"),
             ));
         }
@@ -122,7 +122,7 @@ impl ReaderPartition {
                     }
                     // A segment with a successor was trimmed to its batches before the successor was
                     // created, so its length is its size.
-                    let path = self.dir.join(crate::storage::segment::log_file_name(base));
+                    let path = self.dir.join(log_file_name(base));
                     let len = match self.vfs.open(&path, OpenMode::Read).and_then(|f| f.len()) {
                         Ok(len) => len,
                         // Deleted by retention since the listing.
@@ -132,7 +132,7 @@ impl ReaderPartition {
                     out.push(Segment::for_reader(self.vfs.clone(), self.dir.clone(), base, len, next, true, 0));
                 }
                 None => {
-                    let path = self.dir.join(crate::storage::segment::log_file_name(base));
+                    let path = self.dir.join(log_file_name(base));
                     let len = self.vfs.open(&path, OpenMode::Read).and_then(|f| f.len()).map_err(|e| Error::io("open", &path, e))?;
                     if len < p.position {
                         return Err(Error::corrupt(&path, len, format!("shorter than the {} bytes its writer published", p.position)));
@@ -270,23 +270,8 @@ impl ReaderPartition {
                 Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(e),
             };
-            let bytes = data.prefix(seg.visible());
-            let mut pos = seg.position_for_timestamp(&data, timestamp, self.config.index_interval_bytes) as usize;
-            while pos < bytes.len() {
-                let view = BatchView::parse(&bytes[pos..]).map_err(|e| Error::corrupt(seg.log_path(), pos as u64, e.to_string()))?;
-                let h = *view.header();
-                if h.base_offset >= hw {
-                    return Ok(None);
-                }
-                if h.max_timestamp >= timestamp && !h.is_control() {
-                    for r in view.records() {
-                        let r = r.map_err(|e| Error::corrupt(seg.log_path(), pos as u64, e.to_string()))?;
-                        if r.timestamp >= timestamp {
-                            return Ok(Some((r.offset, r.timestamp)));
-                        }
-                    }
-                }
-                pos += h.total_len();
+            if let ControlFlow::Break(found) = find_timestamp(seg, &data, hw, timestamp, self.config.index_interval_bytes)? {
+                return Ok(found);
             }
         }
         Ok(None)

@@ -13,9 +13,8 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use memmap2::{MmapOptions, MmapRaw};
 
@@ -30,9 +29,11 @@ const VERSION: u32 = 1;
 const DIR_LEN: usize = 64;
 const PARTITION_LEN: usize = 128;
 
+// Both files begin with a magic (u64 at 0) and a version (u32 at 8).
+const MAGIC_AT: usize = 0;
+const VERSION_AT: usize = 8;
+
 // `.runnel_state` fields (byte offsets).
-const D_MAGIC: usize = 0;
-const D_VERSION: usize = 8;
 const D_GENERATION: usize = 16;
 const D_CATALOG: usize = 24;
 const D_NOTIFY: usize = 32;
@@ -40,8 +41,6 @@ const D_WRITER_OPEN: usize = 36;
 const D_WRITER_PID: usize = 40;
 
 // `partition.state` fields.
-const P_MAGIC: usize = 0;
-const P_VERSION: usize = 8;
 const P_SEQ: usize = 16;
 const P_SLOTS: [usize; 2] = [24, 64];
 const P_GENERATION: usize = 104;
@@ -83,6 +82,26 @@ impl Page {
         Ok(Page { map, len })
     }
 
+    /// Writer side: marks the file as initialized (version, then magic), once.
+    fn stamp(&self, magic: u64) {
+        if self.u64_at(MAGIC_AT).load(Ordering::Acquire) != magic {
+            self.u32_at(VERSION_AT).store(VERSION, Ordering::Relaxed);
+            self.u64_at(MAGIC_AT).store(magic, Ordering::Release);
+        }
+    }
+
+    /// Reader side: fails unless a writer of this version stamped the file with `magic`.
+    fn check(&self, magic: u64, path: &Path, unstamped: &str) -> io::Result<()> {
+        if self.u64_at(MAGIC_AT).load(Ordering::Acquire) != magic {
+            return Err(bad(path, unstamped));
+        }
+        let version = self.u32_at(VERSION_AT).load(Ordering::Relaxed);
+        if version != VERSION {
+            return Err(bad(path, &format!("state file version {version}; this runnel reads version {VERSION}")));
+        }
+        Ok(())
+    }
+
     #[expect(unsafe_code, reason = "viewing an aligned word of a shared mapping as an atomic")]
     fn u64_at(&self, off: usize) -> &AtomicU64 {
         assert!(off.is_multiple_of(8) && off + 8 <= self.len, "a shared-state field is out of place");
@@ -113,8 +132,8 @@ fn bad(path: &Path, what: &str) -> io::Error {
 pub struct DirState {
     page: Page,
     writable: bool,
-    /// When this process last woke followers (writer side).
-    last_wake: Mutex<Option<Instant>>,
+    /// When this process last woke followers (writer side), in monotonic nanoseconds.
+    last_wake: AtomicU64,
 }
 
 impl DirState {
@@ -123,11 +142,8 @@ impl DirState {
     pub fn create(dir: &Path) -> io::Result<DirState> {
         let path = dir.join(DIR_STATE_FILE);
         let page = Page::open(&path, DIR_LEN, true)?;
-        if page.u64_at(D_MAGIC).load(Ordering::Acquire) != DIR_MAGIC {
-            page.u32_at(D_VERSION).store(VERSION, Ordering::Relaxed);
-            page.u64_at(D_MAGIC).store(DIR_MAGIC, Ordering::Release);
-        }
-        Ok(DirState { page, writable: true, last_wake: Mutex::new(None) })
+        page.stamp(DIR_MAGIC);
+        Ok(DirState { page, writable: true, last_wake: AtomicU64::new(0) })
     }
 
     /// Opens the directory's state file read-only; `Ok(None)` when there is none (no writer of
@@ -139,14 +155,8 @@ impl DirState {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e),
         };
-        if page.u64_at(D_MAGIC).load(Ordering::Acquire) != DIR_MAGIC {
-            return Err(bad(&path, "not a runnel state file (bad magic)"));
-        }
-        let version = page.u32_at(D_VERSION).load(Ordering::Relaxed);
-        if version != VERSION {
-            return Err(bad(&path, &format!("state file version {version}; this runnel reads version {VERSION}")));
-        }
-        Ok(Some(DirState { page, writable: false, last_wake: Mutex::new(None) }))
+        page.check(DIR_MAGIC, &path, "not a runnel state file (bad magic)")?;
+        Ok(Some(DirState { page, writable: false, last_wake: AtomicU64::new(0) }))
     }
 
     /// A writer takes over: a new generation, marked open. Returns the generation.
@@ -155,14 +165,14 @@ impl DirState {
         self.page.u32_at(D_WRITER_PID).store(std::process::id(), Ordering::Relaxed);
         self.page.u32_at(D_WRITER_OPEN).store(1, Ordering::Release);
         let g = self.page.u64_at(D_GENERATION).fetch_add(1, Ordering::AcqRel) + 1;
-        self.wake(true);
+        self.wake(None);
         g
     }
 
     /// The writer closed cleanly.
     pub fn end_writer(&self) {
         self.page.u32_at(D_WRITER_OPEN).store(0, Ordering::Release);
-        self.wake(true);
+        self.wake(None);
     }
 
     /// Which writer incarnation published the state (0: none yet).
@@ -179,7 +189,7 @@ impl DirState {
     /// The catalog changed (after its rename, and after the partition directories it names exist).
     pub fn catalog_changed(&self) {
         self.page.u64_at(D_CATALOG).fetch_add(1, Ordering::AcqRel);
-        self.wake(true);
+        self.wake(None);
     }
 
     /// Counts catalog changes.
@@ -192,19 +202,22 @@ impl DirState {
         self.page.u32_at(D_NOTIFY).load(Ordering::Acquire)
     }
 
-    /// Something was published: bumps the futex word and wakes sleeping followers, at most once
-    /// per [`WAKE_INTERVAL`] unless `always`.
-    pub fn wake(&self, always: bool) {
-        let word = self.page.u32_at(D_NOTIFY);
-        word.fetch_add(1, Ordering::SeqCst);
-        let now = Instant::now();
-        {
-            let mut last = self.last_wake.lock().unwrap_or_else(|e| e.into_inner());
-            if !always && last.is_some_and(|t| now.duration_since(t) < WAKE_INTERVAL) {
+    /// Something was published: bumps the futex word and wakes sleeping followers. `paced`: the
+    /// publisher's clock reading (ns, any clock it always uses); followers are then woken at most
+    /// once per [`WAKE_INTERVAL`], and the word is left alone between wakes (a follower that slept
+    /// through a publication looks again within [`FOLLOW_POLL`]). `None`: now.
+    pub fn wake(&self, paced: Option<u64>) {
+        if let Some(now) = paced {
+            // Two publishers racing here may both wake: harmless.
+            if now.wrapping_sub(self.last_wake.load(Ordering::Relaxed)) < WAKE_INTERVAL.as_nanos() as u64 {
                 return;
             }
-            *last = Some(now);
+            self.last_wake.store(now, Ordering::Relaxed);
         }
+        // After the publication: a follower that loaded the word before it either sees the word
+        // moved or is woken.
+        let word = self.page.u32_at(D_NOTIFY);
+        word.fetch_add(1, Ordering::SeqCst);
         // A shared (not FUTEX_PRIVATE) wake: the sleepers are in other processes.
         let _ = rustix::thread::futex::wake(word, rustix::thread::futex::Flags::empty(), u32::MAX);
     }
@@ -216,6 +229,28 @@ impl DirState {
         let t = timeout.min(FOLLOW_POLL);
         let ts = rustix::time::Timespec { tv_sec: t.as_secs() as i64, tv_nsec: i64::from(t.subsec_nanos()) };
         let _ = rustix::thread::futex::wait(word, rustix::thread::futex::Flags::empty(), seen, Some(&ts));
+    }
+}
+
+/// Waits until `ready` answers `true` or `timeout` passes, looking again whenever `state`'s futex
+/// word moves (at least every [`FOLLOW_POLL`]; in naps of that length without a state file).
+/// Returns the last answer.
+pub fn wait_until(state: Option<&DirState>, timeout: Duration, mut ready: impl FnMut() -> crate::Result<bool>) -> crate::Result<bool> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        // The word before the check: a publication after this load moves it, so the wait returns.
+        let seen = state.map(DirState::notify_value);
+        if ready()? {
+            return Ok(true);
+        }
+        let now = std::time::Instant::now();
+        if now >= deadline {
+            return Ok(false);
+        }
+        match (state, seen) {
+            (Some(s), Some(seen)) => s.wait(seen, deadline - now),
+            _ => std::thread::sleep((deadline - now).min(FOLLOW_POLL)),
+        }
     }
 }
 
@@ -239,8 +274,6 @@ pub struct Published {
 pub struct PartitionState {
     page: Page,
     path: PathBuf,
-    /// Serializes publishers in the writer (the slots have one writer at a time).
-    publish: Mutex<()>,
 }
 
 impl PartitionState {
@@ -248,21 +281,22 @@ impl PartitionState {
     pub fn create(dir: &Path) -> io::Result<PartitionState> {
         let path = dir.join(PARTITION_STATE_FILE);
         let page = Page::open(&path, PARTITION_LEN, true)?;
-        Ok(PartitionState { page, path, publish: Mutex::new(()) })
+        Ok(PartitionState { page, path })
     }
 
     /// Opens a partition's state file read-only.
     pub fn open(dir: &Path) -> io::Result<PartitionState> {
         let path = dir.join(PARTITION_STATE_FILE);
         let page = Page::open(&path, PARTITION_LEN, false)?;
-        Ok(PartitionState { page, path, publish: Mutex::new(()) })
+        Ok(PartitionState { page, path })
     }
 
     /// Publishes `p` (writer side). The new values go to the slot readers are not directed to, and
     /// only then does the sequence number move to it, so a reader never sees a half-written slot
     /// and a writer that dies mid-publication leaves the previous slot current.
+    /// The slots have one writer: callers serialize publications (the partition's writer lock),
+    /// which also orders them as the values were loaded.
     pub fn publish(&self, p: &Published, generation: u64) {
-        let _g = self.publish.lock().unwrap_or_else(|e| e.into_inner());
         let seq = self.page.u64_at(P_SEQ).load(Ordering::Relaxed);
         let slot = P_SLOTS[((seq + 1) & 1) as usize];
         // Orders the previous publication's sequence store before this one's slot stores: a reader
@@ -273,22 +307,14 @@ impl PartitionState {
         }
         self.page.u64_at(P_GENERATION).store(generation, Ordering::Relaxed);
         self.page.u64_at(P_SEQ).store(seq + 1, Ordering::Release);
-        if self.page.u64_at(P_MAGIC).load(Ordering::Relaxed) != PARTITION_MAGIC {
-            self.page.u32_at(P_VERSION).store(VERSION, Ordering::Relaxed);
-            self.page.u64_at(P_MAGIC).store(PARTITION_MAGIC, Ordering::Release);
-        }
+        // After the first publication, so a reader never sees a stamped file with an empty slot.
+        self.page.stamp(PARTITION_MAGIC);
     }
 
     /// Reads the current slot (reader side); `Err` when the file was never initialized or is not
     /// a state file of this version.
     pub fn read(&self) -> io::Result<Published> {
-        if self.page.u64_at(P_MAGIC).load(Ordering::Acquire) != PARTITION_MAGIC {
-            return Err(bad(&self.path, "not initialized by a writer"));
-        }
-        let version = self.page.u32_at(P_VERSION).load(Ordering::Relaxed);
-        if version != VERSION {
-            return Err(bad(&self.path, &format!("state file version {version}; this runnel reads version {VERSION}")));
-        }
+        self.page.check(PARTITION_MAGIC, &self.path, "not initialized by a writer")?;
         let seq_word = self.page.u64_at(P_SEQ);
         loop {
             let seq = seq_word.load(Ordering::Acquire);

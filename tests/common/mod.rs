@@ -182,3 +182,46 @@ pub fn copy_tree(from: &Path, to: &Path) {
         }
     }
 }
+
+/// A seed that differs per run and per process, for tests that explore random schedules (the
+/// failing seed is printed by each such test).
+pub fn clock_seed() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64) ^ u64::from(std::process::id())
+}
+
+/// An integer from the environment (a child process's instructions), or `default`.
+pub fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|s| s.parse().ok()).unwrap_or(default)
+}
+
+/// A child process that is killed (and reaped) if the test panics before it ends.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Values of a partition with their offsets, from the log start up to the end `isolation` sees
+/// (the last stable offset or the high watermark), checking that every fetch makes progress and
+/// no record is torn.
+pub fn read_partition(log: &Log, topic: &str, p: u32, isolation: runnel::IsolationLevel) -> Vec<(u64, Vec<u8>)> {
+    let end = match isolation {
+        runnel::IsolationLevel::ReadCommitted => log.last_stable_offset(topic, p).expect("last stable offset"),
+        runnel::IsolationLevel::ReadUncommitted => log.high_watermark(topic, p).expect("high watermark"),
+    };
+    let mut offset = log.log_start_offset(topic, p).expect("log start");
+    let mut out = Vec::new();
+    while offset < end {
+        let f = log.fetch_with(topic, p, offset, 64 << 10, isolation).unwrap_or_else(|e| panic!("fetch {topic}-{p} at {offset}: {e}"));
+        assert!(f.next_offset() > offset, "{topic}-{p}: {isolation:?} fetch at {offset} made no progress (end {end})");
+        for r in f.records() {
+            let r = r.unwrap_or_else(|e| panic!("{topic}-{p}: a record after {offset} is torn: {e}"));
+            out.push((r.offset, r.value.expect("every record has a value").to_vec()));
+        }
+        offset = f.next_offset();
+    }
+    out
+}
