@@ -13,7 +13,6 @@
 //! - The producer state survives clean and unclean reopens with segment rolls, and is rebuilt from
 //!   the log when its `.snapshot` files are deleted or damaged.
 //! - [`runnel::IdempotentProducer`] keeps one sequence per partition at every acks level.
-//! - Tests marked `#[ignore = "BUG: ..."]` reproduce engine bugs, each explained above it.
 
 mod common;
 

@@ -27,7 +27,6 @@
 //!   turn, offsets-only transactions, a topic deleted under a transaction, snapshots of the two
 //!   internal topics with transactions open, and concurrent transactions with readers following
 //!   (whatever a reader saw is a prefix of the final committed log).
-//! - Tests marked `#[ignore = "BUG: ..."]` reproduce engine bugs, each explained above it.
 
 mod common;
 

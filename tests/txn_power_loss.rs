@@ -41,7 +41,7 @@
 //! there, every `Ok` commit is visible, every failed one wholly visible or wholly absent, and the
 //! invariants above hold; the reopened log then takes new incarnations, appends and commits.
 //!
-//! The other tests reproduce engine bugs these harnesses found; see each one's `ignore` reason.
+//! The other tests are regression tests for engine bugs these harnesses found, each explained above it.
 
 #![cfg(feature = "fault-injection")]
 
@@ -1128,11 +1128,11 @@ fn power_cycle(fs: &SimFs, log: Log) -> Log {
 
 /// `commit()` returns once the data and the `PrepareCommit` record are synced; the commit markers
 /// and the `CompleteCommit` record are then written without a sync (`Coordinator::finish`). A
-/// power loss can keep the `CompleteCommit` record and lose a marker: recovery then sees no
-/// decision to complete, finds the transaction open in that partition, and aborts it
-/// (`abort_open_transactions`). An acknowledged commit is lost (or torn, with several partitions).
+/// power loss can keep the `CompleteCommit` record and lose a marker. Regression: recovery used to
+/// see no decision to complete, find the transaction open in that partition, and abort it, losing
+/// (or tearing) an acknowledged commit. Every record of the id now lists such partitions as
+/// committed until their markers are synced (FORMAT.md, `__transaction_state`).
 #[test]
-#[ignore = "BUG: a commit that returned Ok is aborted by recovery when power loss drops its unsynced markers"]
 fn commit_markers_are_durable_before_the_coordinator_forgets_the_commit() {
     let mut lost = Vec::new();
     for seed in 1..=40 {
@@ -1156,11 +1156,11 @@ fn commit_markers_are_durable_before_the_coordinator_forgets_the_commit() {
 /// After a commit, the coordinator's durable record for the transactional id is still the
 /// `PrepareCommit` (the `CompleteCommit` that replaces it is not synced). If the producer then
 /// sends in a new transaction and power is lost, recovery completes that stale `PrepareCommit`
-/// again (`Coordinator::recover`): its commit markers land after the new transaction's data and
-/// commit it in the partitions the old transaction shared with it, while the other partitions
-/// abort it. A transaction that never committed becomes visible, in part.
+/// again (`Coordinator::recover`). Regression: its commit markers used to land after the new
+/// transaction's data and commit it in the partitions the two shared, while the others aborted it,
+/// so a transaction that never committed became visible in part. A marker is now written only
+/// where the producer's open transaction began below the recorded end offset.
 #[test]
-#[ignore = "BUG: recovery re-completes a stale PrepareCommit and commits the producer's next, unfinished transaction"]
 fn recovery_does_not_commit_the_next_transaction_with_a_stale_prepare_commit() {
     let mut wrong = Vec::new();
     for seed in 1..=40 {
@@ -1193,10 +1193,10 @@ fn recovery_does_not_commit_the_next_transaction_with_a_stale_prepare_commit() {
 /// poisoned by a failed fsync), `Coordinator::init` has already raised the epoch in memory and
 /// written it to the other partitions (abort markers, and `ProducerStates::bump_epoch`, which the
 /// next producer-state snapshot records), but never persisted it in `__transaction_state`. Each
-/// retry raises it again. After a reopen the coordinator hands out an epoch below the one the
-/// partitions have seen, and every send of the new incarnation fails with `ProducerFenced`.
+/// retry raises it again. Regression: after a reopen the coordinator used to hand out an epoch
+/// below the one the partitions had seen, and every send of the new incarnation failed with
+/// `ProducerFenced`. Recovery now raises each id's epoch to the highest any partition has seen.
 #[test]
-#[ignore = "BUG: after failed incarnations and a reopen, a new transactional producer is fenced by epochs never made durable"]
 fn a_new_incarnation_after_a_reopen_is_not_fenced_by_epochs_never_persisted() {
     let (fs, log) = small_world(1);
     let producer = log.transactional_producer("app", TransactionOptions::default()).expect("producer");
