@@ -949,13 +949,17 @@ impl Log {
     }
 
     /// Every transactional id this log knows, with its state, sorted (the equivalent of
-    /// `kafka-transactions.sh list`).
+    /// `kafka-transactions.sh list`). Empty on a read-only handle: an open transaction's state
+    /// lives in the writer's coordinator and is recorded in `__transaction_state` only when it is
+    /// decided, so a reader could not tell open transactions apart (Kafka's tool likewise asks the
+    /// coordinator, not the log).
     pub fn list_transactions(&self) -> Vec<TransactionDescription> {
         let Some(shared) = &self.shared else { return Vec::new() };
         lock(&shared.coordinator).as_ref().map(|c| c.describe_all()).unwrap_or_default()
     }
 
-    /// One transactional id's state, or `None` if the log has never seen it.
+    /// One transactional id's state, or `None` if the log has never seen it (always `None` on a
+    /// read-only handle; see [`Log::list_transactions`]).
     pub fn describe_transaction(&self, transactional_id: &str) -> Option<TransactionDescription> {
         lock(&self.shared.as_ref()?.coordinator).as_ref().and_then(|c| c.entry(transactional_id)).and_then(|e| e.describe())
     }
