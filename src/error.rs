@@ -141,6 +141,64 @@ pub enum Error {
     /// transactional id that is not valid.
     #[error("invalid transaction state: {0}")]
     InvalidTransactionState(String),
+    /// A call waited as long as it was allowed to: a producer's `send` for buffer space
+    /// (`max.block.ms`), or `close` and `flush` for their timeout.
+    #[error("timed out: {0}")]
+    Timeout(String),
+    /// A consumer's offset commit was refused because the consumer no longer owns the partition:
+    /// the group rebalanced (or dropped the member after `max.poll.interval.ms`) since it was
+    /// assigned. Poll again to rejoin; the records after the last commit will be redelivered to
+    /// whichever member owns the partition now (Kafka's `CommitFailedException`).
+    #[error("commit failed: {0}")]
+    CommitFailed(String),
+}
+
+/// A copy of the error for each of the many places one failure is reported (a failed batch fails
+/// the future and the callback of every record in it). An [`Error::Io`] copy keeps the OS error
+/// number and message.
+impl Clone for Error {
+    fn clone(&self) -> Error {
+        match self {
+            Error::Locked { dir } => Error::Locked { dir: dir.clone() },
+            Error::InvalidTopic { name, reason } => Error::InvalidTopic { name: name.clone(), reason },
+            Error::TopicExists { topic } => Error::TopicExists { topic: topic.clone() },
+            Error::UnknownTopicOrPartition { topic, partition } => {
+                Error::UnknownTopicOrPartition { topic: topic.clone(), partition: *partition }
+            }
+            Error::InvalidArgument(s) => Error::InvalidArgument(s.clone()),
+            Error::OffsetOutOfRange { requested, log_start, high_watermark } => {
+                Error::OffsetOutOfRange { requested: *requested, log_start: *log_start, high_watermark: *high_watermark }
+            }
+            Error::RecordTooLarge { size, max } => Error::RecordTooLarge { size: *size, max: *max },
+            Error::Corrupt { path, position, reason } => Error::Corrupt { path: path.clone(), position: *position, reason: reason.clone() },
+            Error::Io { op, path, source } => {
+                let source = match source.raw_os_error() {
+                    Some(n) => io::Error::from_raw_os_error(n),
+                    None => io::Error::new(source.kind(), source.to_string()),
+                };
+                Error::Io { op, path: path.clone(), source }
+            }
+            Error::Poisoned { topic, partition } => Error::Poisoned { topic: topic.clone(), partition: *partition },
+            Error::ReadOnly(s) => Error::ReadOnly(s.clone()),
+            Error::Closed => Error::Closed,
+            Error::ProducerFenced { producer_id, epoch, current_epoch } => {
+                Error::ProducerFenced { producer_id: *producer_id, epoch: *epoch, current_epoch: *current_epoch }
+            }
+            Error::OutOfOrderSequence { topic, partition, producer_id, expected, received } => Error::OutOfOrderSequence {
+                topic: topic.clone(),
+                partition: *partition,
+                producer_id: *producer_id,
+                expected: *expected,
+                received: *received,
+            },
+            Error::UnknownProducerId { topic, partition, producer_id, sequence } => {
+                Error::UnknownProducerId { topic: topic.clone(), partition: *partition, producer_id: *producer_id, sequence: *sequence }
+            }
+            Error::InvalidTransactionState(s) => Error::InvalidTransactionState(s.clone()),
+            Error::Timeout(s) => Error::Timeout(s.clone()),
+            Error::CommitFailed(s) => Error::CommitFailed(s.clone()),
+        }
+    }
 }
 
 impl Error {
@@ -163,6 +221,8 @@ impl Error {
             Error::OutOfOrderSequence { .. } => 22,
             Error::UnknownProducerId { .. } => 23,
             Error::InvalidTransactionState(_) => 24,
+            Error::Timeout(_) => 25,
+            Error::CommitFailed(_) => 26,
         }
     }
 

@@ -9,7 +9,7 @@
 //! | storage | `storage` | the I/O seam, segments and their mappings (the only `unsafe`) |
 //! | log | [`log`] | one partition: append, fetch, roll, retention, recovery |
 //! | catalog | [`Log`] | the data directory: lock, topics, checkpoints, maintenance |
-//! | clients | [`partitioner`], consumer-group offsets, [`transactions`] | built on the layers below |
+//! | clients | [`partitioner`], consumer-group offsets, [`transactions`], [`clients`] (Producer, Consumer) | built on the layers below |
 //!
 //! ```
 //! use runnel::{Acks, Log, LogOptions, Record, TopicConfig};
@@ -28,6 +28,7 @@
 #![warn(missing_docs)]
 
 mod catalog;
+pub mod clients;
 mod config;
 mod error;
 pub mod format;

@@ -283,6 +283,8 @@ pub(crate) struct Shared {
     closed: AtomicBool,
     stop: (Mutex<bool>, Condvar),
     recovery: Mutex<Vec<(String, u32, RecoveryReport)>>,
+    /// This process's consumer groups on the directory, kept while the log lives.
+    clients: std::sync::OnceLock<Arc<crate::clients::GroupCoordinator>>,
 }
 
 /// An open data directory: topics, their partitioned logs, and consumer-group offsets.
@@ -309,6 +311,8 @@ pub struct Log {
     reader: Option<Arc<reader::ReaderShared>>,
     maintenance: Option<JoinHandle<()>>,
     prefault: Option<JoinHandle<()>>,
+    /// `false` for a [`Log::view`]: dropping it closes nothing.
+    owner: bool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -428,7 +432,7 @@ impl Log {
     pub fn open_read_only(dir: impl AsRef<Path>, options: LogOptions) -> Result<Log> {
         options.default_topic_config.validate()?;
         let reader = reader::ReaderShared::open(dir.as_ref(), options)?;
-        Ok(Log { shared: None, reader: Some(Arc::new(reader)), maintenance: None, prefault: None })
+        Ok(Log { shared: None, reader: Some(Arc::new(reader)), maintenance: None, prefault: None, owner: true })
     }
 
     /// Whether this handle was opened with [`Log::open_read_only`].
@@ -448,6 +452,25 @@ impl Log {
     }
 
     /// The writer's state, or [`Error::ReadOnly`] for a read-only handle.
+    /// Another handle on the same open log, for the clients (producers, consumers) that need one
+    /// of their own: it reads and writes as `self` does, and closing or dropping it does nothing.
+    /// Once the owning handle closes, its calls fail with [`Error::Closed`] (a read-only view keeps
+    /// reading, as the read-only handle it shares would).
+    pub(crate) fn view(&self) -> Log {
+        Log { shared: self.shared.clone(), reader: self.reader.clone(), maintenance: None, prefault: None, owner: false }
+    }
+
+    /// The in-process coordinator of this directory's consumer groups: one per directory in a
+    /// process (a writer and read-only handles share it), alive while a handle on the directory is.
+    pub(crate) fn group_coordinator(&self) -> Arc<crate::clients::GroupCoordinator> {
+        let cell = match (&self.shared, &self.reader) {
+            (Some(s), _) => &s.clients,
+            (None, Some(r)) => &r.clients,
+            (None, None) => unreachable!("a log is a writer or a reader"),
+        };
+        cell.get_or_init(|| crate::clients::GroupCoordinator::for_dir(self.dir())).clone()
+    }
+
     fn w(&self) -> Result<&Arc<Shared>> {
         match &self.shared {
             Some(s) => Ok(s),
@@ -654,6 +677,7 @@ impl Log {
             closed: AtomicBool::new(false),
             stop: (Mutex::new(false), Condvar::new()),
             recovery: Mutex::new(reports),
+            clients: Default::default(),
         });
         if publish {
             // Readers in other processes: each partition publishes its offsets, then a new writer
@@ -685,7 +709,7 @@ impl Log {
         } else {
             None
         };
-        Ok(Log { shared: Some(shared), reader: None, maintenance, prefault: Some(prefault) })
+        Ok(Log { shared: Some(shared), reader: None, maintenance, prefault: Some(prefault), owner: true })
     }
 
     /// The data directory.
@@ -1019,7 +1043,7 @@ impl Log {
     /// In a read-only handle the wait sleeps on a futex in the directory's shared state file,
     /// which the writer wakes when it publishes (at most every 50 µs while it appends; a wake
     /// skipped then is noticed within 1 ms). A writer opened with [`Log::open`] waits on the same
-    /// word.
+    /// word, and wakes its own process's waiters at every publication, unpaced.
     pub fn fetch_wait(
         &self,
         topic: &str,
@@ -1029,23 +1053,38 @@ impl Log {
         isolation: IsolationLevel,
         timeout: std::time::Duration,
     ) -> Result<Fetched> {
-        match (&self.reader, &self.shared) {
-            (Some(r), _) => {
-                r.wait_for(topic, partition, offset, isolation, timeout)?;
-            }
-            (None, Some(s)) => {
-                let p = self.partition(topic, partition)?;
-                wait_until(s.env.shared.get().map(|(d, _)| &**d), timeout, || {
-                    let end = match isolation {
-                        IsolationLevel::ReadUncommitted => p.high_watermark(),
-                        IsolationLevel::ReadCommitted => p.last_stable_offset(),
-                    };
-                    Ok(end > offset || p.is_deleted())
-                })?;
-            }
-            (None, None) => {}
-        }
+        self.wait_any(&[(topic, partition, offset)], isolation, timeout, || false)?;
         self.fetch_with(topic, partition, offset, max_bytes, isolation)
+    }
+
+    /// Waits until one of `wanted` (topic, partition, offset) has records at or after its offset
+    /// visible at `isolation`, `stop` answers `true`, or `timeout` passes; whichever process
+    /// writes. A partition that is gone counts as ready (the fetch that follows reports it).
+    pub(crate) fn wait_any(
+        &self,
+        wanted: &[(&str, u32, u64)],
+        isolation: IsolationLevel,
+        timeout: std::time::Duration,
+        mut stop: impl FnMut() -> bool,
+    ) -> Result<bool> {
+        if let Some(r) = &self.reader {
+            return r.wait_any(wanted, isolation, timeout, stop);
+        }
+        let s = self.w()?;
+        let parts: Vec<(Option<Arc<Partition>>, u64)> = wanted.iter().map(|&(t, p, o)| (self.partition(t, p).ok(), o)).collect();
+        wait_until(s.env.shared.get().map(|(d, _)| &**d), timeout, || {
+            for (p, offset) in &parts {
+                let Some(p) = p else { return Ok(true) };
+                let end = match isolation {
+                    IsolationLevel::ReadUncommitted => p.high_watermark(),
+                    IsolationLevel::ReadCommitted => p.last_stable_offset(),
+                };
+                if end > *offset || p.is_deleted() {
+                    return Ok(true);
+                }
+            }
+            Ok(stop())
+        })
     }
 
     /// Copies the raw bytes of the batches a [`Log::fetch`] with the same arguments would return
@@ -1265,6 +1304,9 @@ impl Log {
     }
 
     fn shutdown(&mut self) -> Result<()> {
+        if !self.owner {
+            return Ok(());
+        }
         let Some(shared) = self.shared.clone() else { return Ok(()) };
         if shared.closed.swap(true, Ordering::AcqRel) {
             return Ok(());

@@ -46,6 +46,8 @@ pub(crate) struct ReaderShared {
     state: DirState,
     topics: RwLock<Topics>,
     offsets: Mutex<Option<Offsets>>,
+    /// This process's consumer groups on the directory, kept while the handle lives.
+    pub(crate) clients: std::sync::OnceLock<Arc<crate::clients::GroupCoordinator>>,
 }
 
 impl ReaderShared {
@@ -68,8 +70,15 @@ impl ReaderShared {
             Err(e) if e.kind() == std::io::ErrorKind::InvalidData => return Err(Error::corrupt(&path, 0, e.to_string())),
             Err(e) => return Err(Error::io("open", &path, e)),
         };
-        let r =
-            ReaderShared { dir: dir.to_path_buf(), vfs, options, state, topics: RwLock::new(Topics::default()), offsets: Mutex::new(None) };
+        let r = ReaderShared {
+            dir: dir.to_path_buf(),
+            vfs,
+            options,
+            state,
+            topics: RwLock::new(Topics::default()),
+            offsets: Mutex::new(None),
+            clients: Default::default(),
+        };
         r.reload()?;
         Ok(r)
     }
@@ -189,16 +198,28 @@ impl ReaderShared {
         Ok(f(&o.fold))
     }
 
-    /// Waits until the partition has records at or after `offset` visible at `isolation`, or
-    /// `timeout` passes. Returns whether it has.
-    pub(crate) fn wait_for(&self, topic: &str, partition: u32, offset: u64, isolation: IsolationLevel, timeout: Duration) -> Result<bool> {
+    /// Waits until one of `wanted` (topic, partition, offset) has records at or after its offset
+    /// visible at `isolation`, `stop` answers `true`, or `timeout` passes. A partition that is
+    /// gone counts as ready: the fetch that follows reports it. Returns whether one was ready.
+    pub(crate) fn wait_any(
+        &self,
+        wanted: &[(&str, u32, u64)],
+        isolation: IsolationLevel,
+        timeout: Duration,
+        mut stop: impl FnMut() -> bool,
+    ) -> Result<bool> {
         wait_until(Some(&self.state), timeout, || {
-            let p = self.partition(topic, partition)?;
-            let end = match isolation {
-                IsolationLevel::ReadUncommitted => p.high_watermark()?,
-                IsolationLevel::ReadCommitted => p.last_stable_offset()?,
-            };
-            Ok(end > offset)
+            for &(topic, partition, offset) in wanted {
+                let Ok(p) = self.partition(topic, partition) else { return Ok(true) };
+                let end = match isolation {
+                    IsolationLevel::ReadUncommitted => p.high_watermark()?,
+                    IsolationLevel::ReadCommitted => p.last_stable_offset()?,
+                };
+                if end > offset {
+                    return Ok(true);
+                }
+            }
+            Ok(stop())
         })
     }
 

@@ -306,6 +306,26 @@ impl Records<'_> {
     }
 }
 
+impl Records<'_> {
+    /// How many records below `end` this iterator would yield, from the batch headers alone: the
+    /// records of a batch have consecutive offsets.
+    pub(crate) fn count_below(mut self, end: u64) -> Result<u64> {
+        let mut n = 0;
+        while let Some(b) = self.batches.next() {
+            let b = b?;
+            let h = *b.header();
+            if h.base_offset >= end {
+                break;
+            }
+            if h.is_control() || h.next_offset() <= self.offset || self.is_aborted(&b) {
+                continue;
+            }
+            n += h.next_offset().min(end) - h.base_offset.max(self.offset);
+        }
+        Ok(n)
+    }
+}
+
 impl<'a> Iterator for Records<'a> {
     type Item = Result<RecordView<'a>>;
 

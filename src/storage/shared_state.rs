@@ -134,6 +134,12 @@ pub struct DirState {
     writable: bool,
     /// When this process last woke followers (writer side), in monotonic nanoseconds.
     last_wake: AtomicU64,
+    /// Threads of this process asleep in [`DirState::wait`] on this mapping (a writer's own
+    /// consumers and `fetch_wait` callers). Wakes for them are not paced: they cost a system call
+    /// only while someone sleeps, and a consumer polling in the writer's process should see a
+    /// record tens of microseconds after it is appended, not up to [`FOLLOW_POLL`] later. Readers
+    /// in other processes cannot announce themselves this way, as they never write to the file.
+    local_sleepers: AtomicU32,
 }
 
 impl DirState {
@@ -143,7 +149,7 @@ impl DirState {
         let path = dir.join(DIR_STATE_FILE);
         let page = Page::open(&path, DIR_LEN, true)?;
         page.stamp(DIR_MAGIC);
-        Ok(DirState { page, writable: true, last_wake: AtomicU64::new(0) })
+        Ok(DirState { page, writable: true, last_wake: AtomicU64::new(0), local_sleepers: AtomicU32::new(0) })
     }
 
     /// Opens the directory's state file read-only; `Ok(None)` when there is none (no writer of
@@ -156,7 +162,7 @@ impl DirState {
             Err(e) => return Err(e),
         };
         page.check(DIR_MAGIC, &path, "not a runnel state file (bad magic)")?;
-        Ok(Some(DirState { page, writable: false, last_wake: AtomicU64::new(0) }))
+        Ok(Some(DirState { page, writable: false, last_wake: AtomicU64::new(0), local_sleepers: AtomicU32::new(0) }))
     }
 
     /// A writer takes over: a new generation, marked open. Returns the generation.
@@ -207,6 +213,16 @@ impl DirState {
     /// once per [`WAKE_INTERVAL`], and the word is left alone between wakes (a follower that slept
     /// through a publication looks again within [`FOLLOW_POLL`]). `None`: now.
     pub fn wake(&self, paced: Option<u64>) {
+        let word = self.page.u32_at(D_NOTIFY);
+        // Dekker with `wait_until`: a local sleeper counts itself, then looks at what was
+        // published; the publication came before this fence. Either this load sees the count, or
+        // the sleeper's look sees the publication and it does not sleep.
+        fence(Ordering::SeqCst);
+        if self.local_sleepers.load(Ordering::Relaxed) != 0 {
+            word.fetch_add(1, Ordering::SeqCst);
+            let _ = rustix::thread::futex::wake(word, rustix::thread::futex::Flags::empty(), u32::MAX);
+            return;
+        }
         if let Some(now) = paced {
             // Two publishers racing here may both wake: harmless.
             if now.wrapping_sub(self.last_wake.load(Ordering::Relaxed)) < WAKE_INTERVAL.as_nanos() as u64 {
@@ -216,7 +232,6 @@ impl DirState {
         }
         // After the publication: a follower that loaded the word before it either sees the word
         // moved or is woken.
-        let word = self.page.u32_at(D_NOTIFY);
         word.fetch_add(1, Ordering::SeqCst);
         // A shared (not FUTEX_PRIVATE) wake: the sleepers are in other processes.
         let _ = rustix::thread::futex::wake(word, rustix::thread::futex::Flags::empty(), u32::MAX);
@@ -237,6 +252,7 @@ impl DirState {
 /// Returns the last answer.
 pub fn wait_until(state: Option<&DirState>, timeout: Duration, mut ready: impl FnMut() -> crate::Result<bool>) -> crate::Result<bool> {
     let deadline = std::time::Instant::now() + timeout;
+    let _sleeper = state.filter(|s| s.writable).map(SleeperGuard::new);
     loop {
         // The word before the check: a publication after this load moves it, so the wait returns.
         let seen = state.map(DirState::notify_value);
@@ -251,6 +267,25 @@ pub fn wait_until(state: Option<&DirState>, timeout: Duration, mut ready: impl F
             (Some(s), Some(seen)) => s.wait(seen, deadline - now),
             _ => std::thread::sleep((deadline - now).min(FOLLOW_POLL)),
         }
+    }
+}
+
+/// Counts a thread of the writer's process among the local sleepers (see
+/// `DirState::local_sleepers`) for as long as it lives.
+struct SleeperGuard<'a>(&'a DirState);
+
+impl<'a> SleeperGuard<'a> {
+    fn new(state: &'a DirState) -> SleeperGuard<'a> {
+        state.local_sleepers.fetch_add(1, Ordering::Relaxed);
+        // Before the sleeper's first look at the published state; pairs with the fence in `wake`.
+        fence(Ordering::SeqCst);
+        SleeperGuard(state)
+    }
+}
+
+impl Drop for SleeperGuard<'_> {
+    fn drop(&mut self) {
+        self.0.local_sleepers.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

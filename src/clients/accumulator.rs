@@ -1,0 +1,379 @@
+//! The producer's record accumulator (Kafka's `RecordAccumulator`): per-partition queues of
+//! batches that `send` fills and the sender thread drains, with the memory limit that makes `send`
+//! block (`buffer.memory`, `max.block.ms`) and the counters `flush` waits on.
+//!
+//! One mutex guards it all. `send` holds it for a copy of the record's bytes; the sender holds it
+//! to pick the ready batches and again to account for them once appended, never across an append.
+
+use std::collections::{HashMap, VecDeque};
+use std::ops::Range;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use super::producer::{BatchDone, Callback};
+use crate::{Error, Header, Record};
+
+/// Bytes a record costs in the accumulator beyond its key, value and headers (its bookkeeping,
+/// about what its framing costs in a batch).
+pub const RECORD_OVERHEAD: usize = 24;
+
+/// One record waiting in a batch: ranges into the batch's buffer.
+struct Pending {
+    key: Option<Range<u32>>,
+    value: Option<Range<u32>>,
+    headers: Range<u32>,
+    timestamp: i64,
+}
+
+/// Records for one partition, appended as one batch.
+pub struct Batch {
+    pub topic: Arc<str>,
+    pub partition: u32,
+    data: Vec<u8>,
+    records: Vec<Pending>,
+    headers: Vec<(Range<u32>, Option<Range<u32>>)>,
+    /// Callbacks, by index of their record in the batch.
+    pub callbacks: Vec<(u32, Callback)>,
+    pub done: Arc<BatchDone>,
+    created: Instant,
+    /// Accounted bytes (payload plus [`RECORD_OVERHEAD`] per record).
+    pub bytes: usize,
+}
+
+impl Batch {
+    fn new(topic: Arc<str>, partition: u32, capacity: usize) -> Batch {
+        Batch {
+            topic,
+            partition,
+            data: Vec::with_capacity(capacity),
+            records: Vec::new(),
+            headers: Vec::new(),
+            callbacks: Vec::new(),
+            done: Arc::new(BatchDone::default()),
+            created: Instant::now(),
+            bytes: 0,
+        }
+    }
+
+    /// Number of records.
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// The record's timestamp.
+    pub fn timestamp(&self, i: usize) -> i64 {
+        self.records[i].timestamp
+    }
+
+    fn push_bytes(&mut self, b: &[u8]) -> Range<u32> {
+        let start = self.data.len() as u32;
+        self.data.extend_from_slice(b);
+        start..self.data.len() as u32
+    }
+
+    /// Copies a record in; returns its index.
+    fn push(&mut self, r: &Staged<'_>) -> u32 {
+        let key = r.key.map(|k| self.push_bytes(k));
+        let value = r.value.map(|v| self.push_bytes(v));
+        let first = self.headers.len() as u32;
+        for (k, v) in r.headers {
+            let k = self.push_bytes(k.as_bytes());
+            let v = v.as_deref().map(|v| self.push_bytes(v));
+            self.headers.push((k, v));
+        }
+        self.records.push(Pending { key, value, headers: first..self.headers.len() as u32, timestamp: r.timestamp });
+        self.bytes += r.size;
+        (self.records.len() - 1) as u32
+    }
+
+    /// The batch's records as the engine takes them, built in `headers` (scratch space) and
+    /// handed to `f`.
+    pub fn with_records<T>(&self, range: Range<usize>, f: impl FnOnce(&[Record<'_>]) -> T) -> T {
+        let slice = |r: &Range<u32>| &self.data[r.start as usize..r.end as usize];
+        let headers: Vec<Header<'_>> = self.headers.iter().map(|(k, v)| Header { key: slice(k), value: v.as_ref().map(slice) }).collect();
+        let records: Vec<Record<'_>> = self.records[range]
+            .iter()
+            .map(|p| Record {
+                key: p.key.as_ref().map(slice),
+                value: p.value.as_ref().map(slice),
+                headers: &headers[p.headers.start as usize..p.headers.end as usize],
+                timestamp: Some(p.timestamp),
+            })
+            .collect();
+        f(&records)
+    }
+}
+
+/// A serialized record on its way into a batch.
+pub struct Staged<'a> {
+    pub key: Option<&'a [u8]>,
+    pub value: Option<&'a [u8]>,
+    pub headers: &'a [(String, Option<Vec<u8>>)],
+    pub timestamp: i64,
+    /// Accounted bytes.
+    pub size: usize,
+}
+
+#[derive(Default)]
+struct State {
+    queues: HashMap<Box<str>, Vec<VecDeque<Batch>>>,
+    /// Sticky partitions of the default partitioner, per topic, for records without a key.
+    sticky: HashMap<Box<str>, u32>,
+    buffered: usize,
+    /// Records accepted, and records whose futures and callbacks are done.
+    enqueued: u64,
+    completed: u64,
+    /// `flush` calls waiting: every batch is ready.
+    flushing: usize,
+    closing: bool,
+    /// Close ran out of time: fail what is left.
+    abandon: bool,
+    sender_idle: bool,
+}
+
+/// What the sender takes in one round.
+pub enum Work {
+    Batches(Vec<Batch>),
+    /// Close ran out of time: these batches are to be failed.
+    Abandon(Vec<Batch>),
+    Stop,
+}
+
+pub struct Accumulator {
+    state: Mutex<State>,
+    wake_sender: Condvar,
+    progress: Condvar,
+    pub batch_size: usize,
+    pub linger: Duration,
+    pub buffer_memory: usize,
+}
+
+fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A record taken in: its batch's completion, its index in the batch, and its partition.
+pub type Accepted = (Arc<BatchDone>, u32, u32);
+/// A record refused, with its callback handed back to be told.
+pub type Refused = (Error, Option<Callback>);
+
+/// How the partition of a record without an explicit one is chosen, inside the lock.
+pub enum Choice {
+    Fixed(u32),
+    /// The default partitioner's sticky choice for a null key, among `n` partitions.
+    Sticky(u32),
+}
+
+impl Accumulator {
+    pub fn new(batch_size: usize, linger: Duration, buffer_memory: usize) -> Accumulator {
+        Accumulator {
+            state: Mutex::new(State::default()),
+            wake_sender: Condvar::new(),
+            progress: Condvar::new(),
+            batch_size: batch_size.max(1),
+            linger,
+            buffer_memory,
+        }
+    }
+
+    /// Adds a record, waiting up to `max_block` for buffer space. Returns the batch's completion,
+    /// the record's index in it, and the partition.
+    pub fn append(
+        &self,
+        topic: &str,
+        choice: Choice,
+        record: &Staged<'_>,
+        callback: Option<Callback>,
+        max_block: Duration,
+    ) -> Result<Accepted, Refused> {
+        let mut st = lock(&self.state);
+        if st.closing {
+            return Err((Error::Closed, callback));
+        }
+        if st.buffered + record.size > self.buffer_memory {
+            let deadline = Instant::now() + max_block;
+            while st.buffered + record.size > self.buffer_memory && !st.closing {
+                let now = Instant::now();
+                if now >= deadline {
+                    let msg = format!(
+                        "no room for a {}-byte record in buffer.memory ({} bytes) within max.block.ms ({} ms)",
+                        record.size,
+                        self.buffer_memory,
+                        max_block.as_millis()
+                    );
+                    return Err((Error::Timeout(msg), callback));
+                }
+                st = self.progress.wait_timeout(st, deadline - now).unwrap_or_else(|e| e.into_inner()).0;
+            }
+            if st.closing {
+                return Err((Error::Closed, callback));
+            }
+        }
+        let partition = match choice {
+            Choice::Fixed(p) => p,
+            Choice::Sticky(n) => match st.sticky.get(topic) {
+                Some(&p) if p < n => p,
+                _ => {
+                    let p = next_sticky(None, n);
+                    st.sticky.insert(topic.into(), p);
+                    p
+                }
+            },
+        };
+        let st = &mut *st;
+        let queues = match st.queues.get_mut(topic) {
+            Some(q) => q,
+            None => st.queues.entry(topic.into()).or_default(),
+        };
+        if queues.len() <= partition as usize {
+            queues.resize_with(partition as usize + 1, VecDeque::new);
+        }
+        let queue = &mut queues[partition as usize];
+        let fits = queue.back().is_some_and(|b| b.bytes + record.size <= self.batch_size);
+        let mut notify = st.flushing > 0 || self.linger.is_zero();
+        if !fits {
+            if let Choice::Sticky(n) = choice
+                && !queue.is_empty()
+            {
+                // Kafka's sticky partitioner: a new partition once the current batch is full.
+                st.sticky.insert(topic.into(), next_sticky(Some(partition), n));
+            }
+            let topic: Arc<str> = queue.back().map_or_else(|| Arc::from(topic), |b| b.topic.clone());
+            queue.push_back(Batch::new(topic, partition, self.batch_size.min(1 << 20)));
+            // A first batch gives the sender a new deadline to sleep to.
+            notify = true;
+        }
+        let batch = queue.back_mut().expect("a batch was just ensured");
+        let index = batch.push(record);
+        if batch.bytes >= self.batch_size {
+            notify = true;
+        }
+        if let Some(cb) = callback {
+            batch.callbacks.push((index, cb));
+        }
+        let done = batch.done.clone();
+        st.buffered += record.size;
+        st.enqueued += 1;
+        if notify && st.sender_idle {
+            st.sender_idle = false;
+            self.wake_sender.notify_one();
+        }
+        Ok((done, index, partition))
+    }
+
+    /// The sender's wait for work: the ready batches, in queue order per partition.
+    pub fn next_work(&self) -> Work {
+        let mut st = lock(&self.state);
+        loop {
+            if st.abandon {
+                let all: Vec<Batch> = st.queues.values_mut().flat_map(|qs| qs.iter_mut().flat_map(|q| q.drain(..))).collect();
+                if all.is_empty() {
+                    return Work::Stop;
+                }
+                return Work::Abandon(all);
+            }
+            let now = Instant::now();
+            let all_ready = st.flushing > 0 || st.closing || self.linger.is_zero();
+            let mut ready = Vec::new();
+            let mut next_deadline: Option<Instant> = None;
+            for qs in st.queues.values_mut() {
+                for q in qs.iter_mut() {
+                    while let Some(front) = q.front() {
+                        let due = front.created + self.linger;
+                        if all_ready || q.len() > 1 || front.bytes >= self.batch_size || due <= now {
+                            ready.extend(q.pop_front());
+                        } else {
+                            next_deadline = Some(next_deadline.map_or(due, |d: Instant| d.min(due)));
+                            break;
+                        }
+                    }
+                }
+            }
+            if !ready.is_empty() {
+                return Work::Batches(ready);
+            }
+            if st.closing && st.enqueued == st.completed {
+                return Work::Stop;
+            }
+            st.sender_idle = true;
+            st = match next_deadline {
+                Some(d) => self.wake_sender.wait_timeout(st, d.saturating_duration_since(now)).unwrap_or_else(|e| e.into_inner()).0,
+                None => self.wake_sender.wait(st).unwrap_or_else(|e| e.into_inner()),
+            };
+            st.sender_idle = false;
+        }
+    }
+
+    /// The sender finished `records` records holding `bytes`: their futures and callbacks are done.
+    pub fn complete(&self, records: u64, bytes: usize) {
+        let mut st = lock(&self.state);
+        st.completed += records;
+        st.buffered -= bytes;
+        drop(st);
+        self.progress.notify_all();
+    }
+
+    /// Waits until every record accepted before the call is complete, or `timeout` passes.
+    pub fn flush(&self, timeout: Option<Duration>) -> bool {
+        let mut st = lock(&self.state);
+        let target = st.enqueued;
+        if st.completed >= target {
+            return true;
+        }
+        let deadline = timeout.map(|t| Instant::now() + t);
+        st.flushing += 1;
+        if st.sender_idle {
+            st.sender_idle = false;
+            self.wake_sender.notify_one();
+        }
+        let done = loop {
+            if st.completed >= target {
+                break true;
+            }
+            st = match deadline {
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        break false;
+                    }
+                    self.progress.wait_timeout(st, d - now).unwrap_or_else(|e| e.into_inner()).0
+                }
+                None => self.progress.wait(st).unwrap_or_else(|e| e.into_inner()),
+            };
+        };
+        st.flushing -= 1;
+        done
+    }
+
+    /// Stops taking records; the sender drains what is queued and stops.
+    pub fn close(&self) {
+        let mut st = lock(&self.state);
+        st.closing = true;
+        st.sender_idle = false;
+        self.wake_sender.notify_one();
+        drop(st);
+        self.progress.notify_all();
+    }
+
+    /// After a close ran out of time: the sender fails what is still queued.
+    pub fn abandon(&self) {
+        let mut st = lock(&self.state);
+        st.abandon = true;
+        self.wake_sender.notify_one();
+    }
+}
+
+/// A partition for the sticky partitioner: any but `current`, spread by a cheap counter-based
+/// choice (the partitions a topic has, not randomness, is what matters for balance).
+fn next_sticky(current: Option<u32>, n: u32) -> u32 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    if n <= 1 {
+        return 0;
+    }
+    let mut p = NEXT.fetch_add(1, Ordering::Relaxed).wrapping_mul(2_654_435_761) % n;
+    if Some(p) == current {
+        p = (p + 1) % n;
+    }
+    p
+}
