@@ -44,7 +44,12 @@ pub fn murmur2(data: &[u8]) -> i32 {
 
 /// The partition Kafka's default partitioner picks for `key`: `toPositive(murmur2(key)) % n`.
 pub fn partition_for_key(key: &[u8], partitions: u32) -> u32 {
-    ((murmur2(key) & 0x7fff_ffff) as u32) % partitions.max(1)
+    key_hash(key) % partitions.max(1)
+}
+
+/// `toPositive(murmur2(key))`: the key's partition is this modulo the partition count.
+pub(crate) fn key_hash(key: &[u8]) -> u32 {
+    (murmur2(key) & 0x7fff_ffff) as u32
 }
 
 #[cfg(test)]

@@ -72,7 +72,7 @@ impl Topic {
 /// FNV-1a: topic names are short and chosen by the application, so a simple hash beats SipHash
 /// on the append path (a lookup per call) without a denial-of-service concern.
 #[derive(Clone, Copy, Default)]
-struct Fnv(u64);
+pub(crate) struct Fnv(u64);
 
 impl std::hash::Hasher for Fnv {
     fn finish(&self) -> u64 {

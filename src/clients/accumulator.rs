@@ -7,11 +7,16 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::producer::{BatchDone, Callback};
 use crate::{Error, Header, Record};
+
+/// How long the sender spins for more work before it sleeps. Bounded, so an idle producer costs
+/// nothing; long enough to cover the gap between batches under steady traffic.
+const SPIN: Duration = Duration::from_micros(50);
 
 /// Bytes a record costs in the accumulator beyond its key, value and headers (its bookkeeping,
 /// about what its framing costs in a batch).
@@ -41,12 +46,12 @@ pub struct Batch {
 }
 
 impl Batch {
-    fn new(topic: Arc<str>, partition: u32, capacity: usize) -> Batch {
+    fn new(topic: Arc<str>, partition: u32, capacity: usize, records: usize) -> Batch {
         Batch {
             topic,
             partition,
             data: Vec::with_capacity(capacity),
-            records: Vec::new(),
+            records: Vec::with_capacity(records),
             headers: Vec::new(),
             callbacks: Vec::new(),
             done: Arc::new(BatchDone::default()),
@@ -114,11 +119,21 @@ pub struct Staged<'a> {
     pub size: usize,
 }
 
+/// One topic's queues, with what the producer knows of the topic.
+struct TopicQueues {
+    topic: Arc<str>,
+    /// The partition count, looked up when the topic is first seen and again whenever a record
+    /// starts a new batch or names a partition beyond it.
+    partitions: u32,
+    queues: Vec<VecDeque<Batch>>,
+    /// The default partitioner's sticky partition for records without a key.
+    sticky: Option<u32>,
+    round_robin: u32,
+}
+
 #[derive(Default)]
 struct State {
-    queues: HashMap<Box<str>, Vec<VecDeque<Batch>>>,
-    /// Sticky partitions of the default partitioner, per topic, for records without a key.
-    sticky: HashMap<Box<str>, u32>,
+    topics: HashMap<Box<str>, TopicQueues, std::hash::BuildHasherDefault<crate::catalog::Fnv>>,
     buffered: usize,
     /// Records accepted, and records whose futures and callbacks are done.
     enqueued: u64,
@@ -129,6 +144,9 @@ struct State {
     /// Close ran out of time: fail what is left.
     abandon: bool,
     sender_idle: bool,
+    /// Threads waiting on `progress` (flushes, sends blocked for buffer space): the sender
+    /// notifies (a system call) only if there are any.
+    progress_waiters: usize,
 }
 
 /// What the sender takes in one round.
@@ -141,6 +159,9 @@ pub enum Work {
 
 pub struct Accumulator {
     state: Mutex<State>,
+    /// Bumped by `append` when it has work for a sender that is spinning rather than asleep
+    /// (see [`SPIN`]): the sender notices without a system call on either side.
+    hint: AtomicU64,
     wake_sender: Condvar,
     progress: Condvar,
     pub batch_size: usize,
@@ -157,17 +178,23 @@ pub type Accepted = (Arc<BatchDone>, u32, u32);
 /// A record refused, with its callback handed back to be told.
 pub type Refused = (Error, Option<Callback>);
 
-/// How the partition of a record without an explicit one is chosen, inside the lock.
+/// How a record's partition is chosen. Inside the lock, where the topic's partition count is kept.
 pub enum Choice {
+    /// This partition.
     Fixed(u32),
-    /// The default partitioner's sticky choice for a null key, among `n` partitions.
-    Sticky(u32),
+    /// The default partitioner with a key: this key hash ([`crate::partitioner`]) modulo the count.
+    Hash(u32),
+    /// The default partitioner without a key: the topic's sticky partition.
+    Sticky,
+    /// The next partition in turn.
+    RoundRobin,
 }
 
 impl Accumulator {
     pub fn new(batch_size: usize, linger: Duration, buffer_memory: usize) -> Accumulator {
         Accumulator {
             state: Mutex::new(State::default()),
+            hint: AtomicU64::new(0),
             wake_sender: Condvar::new(),
             progress: Condvar::new(),
             batch_size: batch_size.max(1),
@@ -177,7 +204,8 @@ impl Accumulator {
     }
 
     /// Adds a record, waiting up to `max_block` for buffer space. Returns the batch's completion,
-    /// the record's index in it, and the partition.
+    /// the record's index in it, and the partition. `partition_count` looks the topic up in the
+    /// log: when it is first seen, and at most once per new batch after that.
     pub fn append(
         &self,
         topic: &str,
@@ -185,6 +213,7 @@ impl Accumulator {
         record: &Staged<'_>,
         callback: Option<Callback>,
         max_block: Duration,
+        partition_count: &dyn Fn() -> crate::Result<u32>,
     ) -> Result<Accepted, Refused> {
         let mut st = lock(&self.state);
         if st.closing {
@@ -203,46 +232,70 @@ impl Accumulator {
                     );
                     return Err((Error::Timeout(msg), callback));
                 }
+                st.progress_waiters += 1;
                 st = self.progress.wait_timeout(st, deadline - now).unwrap_or_else(|e| e.into_inner()).0;
+                st.progress_waiters -= 1;
             }
             if st.closing {
                 return Err((Error::Closed, callback));
             }
         }
+        let st = &mut *st;
+        let t = match st.topics.get_mut(topic) {
+            Some(t) => t,
+            None => {
+                let partitions = match partition_count() {
+                    Ok(n) => n,
+                    Err(e) => return Err((e, callback)),
+                };
+                let t = TopicQueues { topic: Arc::from(topic), partitions, queues: Vec::new(), sticky: None, round_robin: 0 };
+                st.topics.entry(topic.into()).or_insert(t)
+            }
+        };
         let partition = match choice {
-            Choice::Fixed(p) => p,
-            Choice::Sticky(n) => match st.sticky.get(topic) {
-                Some(&p) if p < n => p,
-                _ => {
-                    let p = next_sticky(None, n);
-                    st.sticky.insert(topic.into(), p);
-                    p
+            Choice::Fixed(p) => {
+                if p >= t.partitions {
+                    // Partitions may have been added since the count was looked up.
+                    t.partitions = partition_count().unwrap_or(t.partitions);
+                    if p >= t.partitions {
+                        return Err((Error::unknown(topic, Some(p)), callback));
+                    }
                 }
+                p
+            }
+            Choice::Hash(h) => h % t.partitions.max(1),
+            Choice::RoundRobin => {
+                t.round_robin = t.round_robin.wrapping_add(1);
+                t.round_robin % t.partitions.max(1)
+            }
+            Choice::Sticky => match t.sticky {
+                Some(p) if p < t.partitions => p,
+                _ => *t.sticky.insert(next_sticky(None, t.partitions)),
             },
         };
-        let st = &mut *st;
-        let queues = match st.queues.get_mut(topic) {
-            Some(q) => q,
-            None => st.queues.entry(topic.into()).or_default(),
-        };
-        if queues.len() <= partition as usize {
-            queues.resize_with(partition as usize + 1, VecDeque::new);
+        if t.queues.len() <= partition as usize {
+            t.queues.resize_with(partition as usize + 1, VecDeque::new);
         }
-        let queue = &mut queues[partition as usize];
-        let fits = queue.back().is_some_and(|b| b.bytes + record.size <= self.batch_size);
+        let fits = t.queues[partition as usize].back().is_some_and(|b| b.bytes + record.size <= self.batch_size);
         let mut notify = st.flushing > 0 || self.linger.is_zero();
         if !fits {
-            if let Choice::Sticky(n) = choice
-                && !queue.is_empty()
-            {
-                // Kafka's sticky partitioner: a new partition once the current batch is full.
-                st.sticky.insert(topic.into(), next_sticky(Some(partition), n));
+            // A new batch: look at the topic again (it may have gained partitions, or be gone).
+            match partition_count() {
+                Ok(n) => t.partitions = n.max(t.partitions),
+                Err(e) => return Err((e, callback)),
             }
-            let topic: Arc<str> = queue.back().map_or_else(|| Arc::from(topic), |b| b.topic.clone());
-            queue.push_back(Batch::new(topic, partition, self.batch_size.min(1 << 20)));
+            let queue = &mut t.queues[partition as usize];
+            if matches!(choice, Choice::Sticky) && !queue.is_empty() {
+                // Kafka's sticky partitioner: a new partition once the current batch is full.
+                t.sticky = Some(next_sticky(Some(partition), t.partitions));
+            }
+            let capacity = queue.back().map_or(self.batch_size.min(1 << 20), |b| b.data.len().max(64));
+            let records = queue.back().map_or(16, |b| b.records.len());
+            queue.push_back(Batch::new(t.topic.clone(), partition, capacity, records));
             // A first batch gives the sender a new deadline to sleep to.
             notify = true;
         }
+        let queue = &mut t.queues[partition as usize];
         let batch = queue.back_mut().expect("a batch was just ensured");
         let index = batch.push(record);
         if batch.bytes >= self.batch_size {
@@ -254,9 +307,13 @@ impl Accumulator {
         let done = batch.done.clone();
         st.buffered += record.size;
         st.enqueued += 1;
-        if notify && st.sender_idle {
-            st.sender_idle = false;
-            self.wake_sender.notify_one();
+        if notify {
+            if st.sender_idle {
+                st.sender_idle = false;
+                self.wake_sender.notify_one();
+            } else {
+                self.hint.fetch_add(1, Ordering::Release);
+            }
         }
         Ok((done, index, partition))
     }
@@ -264,9 +321,10 @@ impl Accumulator {
     /// The sender's wait for work: the ready batches, in queue order per partition.
     pub fn next_work(&self) -> Work {
         let mut st = lock(&self.state);
+        let mut spun = false;
         loop {
             if st.abandon {
-                let all: Vec<Batch> = st.queues.values_mut().flat_map(|qs| qs.iter_mut().flat_map(|q| q.drain(..))).collect();
+                let all: Vec<Batch> = st.topics.values_mut().flat_map(|t| t.queues.iter_mut().flat_map(|q| q.drain(..))).collect();
                 if all.is_empty() {
                     return Work::Stop;
                 }
@@ -276,8 +334,8 @@ impl Accumulator {
             let all_ready = st.flushing > 0 || st.closing || self.linger.is_zero();
             let mut ready = Vec::new();
             let mut next_deadline: Option<Instant> = None;
-            for qs in st.queues.values_mut() {
-                for q in qs.iter_mut() {
+            for t in st.topics.values_mut() {
+                for q in t.queues.iter_mut() {
                     while let Some(front) = q.front() {
                         let due = front.created + self.linger;
                         if all_ready || q.len() > 1 || front.bytes >= self.batch_size || due <= now {
@@ -295,6 +353,23 @@ impl Accumulator {
             if st.closing && st.enqueued == st.completed {
                 return Work::Stop;
             }
+            if !spun && !st.closing {
+                // Before sleeping, spin a little: under steady traffic the next batch is ready
+                // within microseconds, and a futex wake (on the sending side) and a context switch
+                // (on this one) for every batch would cost more than the batch's own append.
+                spun = true;
+                let seen = self.hint.load(Ordering::Acquire);
+                drop(st);
+                let until = Instant::now() + SPIN;
+                while self.hint.load(Ordering::Acquire) == seen && Instant::now() < until {
+                    for _ in 0..64 {
+                        std::hint::spin_loop();
+                    }
+                }
+                st = lock(&self.state);
+                continue;
+            }
+            spun = false;
             st.sender_idle = true;
             st = match next_deadline {
                 Some(d) => self.wake_sender.wait_timeout(st, d.saturating_duration_since(now)).unwrap_or_else(|e| e.into_inner()).0,
@@ -309,8 +384,11 @@ impl Accumulator {
         let mut st = lock(&self.state);
         st.completed += records;
         st.buffered -= bytes;
+        let wake = st.progress_waiters > 0;
         drop(st);
-        self.progress.notify_all();
+        if wake {
+            self.progress.notify_all();
+        }
     }
 
     /// Waits until every record accepted before the call is complete, or `timeout` passes.
@@ -322,6 +400,7 @@ impl Accumulator {
         }
         let deadline = timeout.map(|t| Instant::now() + t);
         st.flushing += 1;
+        st.progress_waiters += 1;
         if st.sender_idle {
             st.sender_idle = false;
             self.wake_sender.notify_one();
@@ -342,6 +421,7 @@ impl Accumulator {
             };
         };
         st.flushing -= 1;
+        st.progress_waiters -= 1;
         done
     }
 

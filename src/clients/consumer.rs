@@ -356,13 +356,24 @@ impl<K, V> ConsumerRecords<K, V> {
     }
 }
 
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Debug, Default)]
 struct PartState {
     /// The next offset to return; `None` until looked up (committed offset or reset policy).
     position: Option<u64>,
     paused: bool,
     /// The offset last committed by this consumer, to skip commits that change nothing.
     committed: Option<u64>,
+    /// The last fetch, whose records past the position the next polls hand out before fetching
+    /// again (a poll returns at most `max.poll.records`; a fetch holds up to
+    /// `max.partition.fetch.bytes`).
+    buffered: Option<Fetched>,
+}
+
+impl Clone for PartState {
+    /// A copy without the buffered fetch (it is cheap to make again).
+    fn clone(&self) -> PartState {
+        PartState { position: self.position, paused: self.paused, committed: self.committed, buffered: None }
+    }
 }
 
 enum Mode {
@@ -611,7 +622,7 @@ impl<K, V> Consumer<K, V> {
             }
         }
         let old = std::mem::take(&mut self.owned);
-        self.owned = partitions.iter().map(|tp| (tp.clone(), old.get(tp).copied().unwrap_or_default())).collect();
+        self.owned = partitions.iter().map(|tp| (tp.clone(), old.get(tp).cloned().unwrap_or_default())).collect();
         self.mode = if partitions.is_empty() { Mode::None } else { Mode::Assigned };
         Ok(())
     }
@@ -816,34 +827,37 @@ impl<K, V> Consumer<K, V> {
                 break;
             }
             let tp = &keys[(start + i) % n];
-            let state = self.owned[tp];
+            let state = &self.owned[tp];
             if state.paused {
                 continue;
             }
-            let position = match state.position {
-                Some(p) => p,
+            let (position, buffered) = match state.position {
+                Some(p) => (p, state.buffered.as_ref().and_then(|f| f.rest_from(p))),
                 None => {
                     let p = self.initial_position(tp)?;
                     self.set_position(tp, p);
-                    p
+                    (p, None)
                 }
             };
             let max = self.config.max_partition_fetch_bytes.min(self.config.fetch_max_bytes - bytes);
-            let fetched = match self.log.fetch_with(&tp.topic, tp.partition, position, max, self.config.isolation_level) {
-                Ok(f) => f,
-                Err(Error::OffsetOutOfRange { log_start, high_watermark, .. }) => {
-                    let p = match self.config.auto_offset_reset {
-                        OffsetResetPolicy::Earliest => log_start,
-                        OffsetResetPolicy::Latest => high_watermark,
-                        OffsetResetPolicy::None => {
-                            return Err(Error::OffsetOutOfRange { requested: position, log_start, high_watermark });
-                        }
-                    };
-                    log::info!("{tp}: position {position} is out of range; resetting to {p}");
-                    self.set_position(tp, p);
-                    continue;
-                }
-                Err(e) => return Err(e),
+            let fetched = match buffered {
+                Some(f) => f,
+                None => match self.log.fetch_with(&tp.topic, tp.partition, position, max, self.config.isolation_level) {
+                    Ok(f) => f,
+                    Err(Error::OffsetOutOfRange { log_start, high_watermark, .. }) => {
+                        let p = match self.config.auto_offset_reset {
+                            OffsetResetPolicy::Earliest => log_start,
+                            OffsetResetPolicy::Latest => high_watermark,
+                            OffsetResetPolicy::None => {
+                                return Err(Error::OffsetOutOfRange { requested: position, log_start, high_watermark });
+                            }
+                        };
+                        log::info!("{tp}: position {position} is out of range; resetting to {p}");
+                        self.set_position(tp, p);
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                },
             };
             if fetched.next_offset() <= position {
                 continue;
@@ -852,6 +866,9 @@ impl<K, V> Consumer<K, V> {
             let count = fetched.records().count_below(end)?;
             bytes += fetched.bytes().len() as u64;
             self.set_position(tp, end);
+            if let Some(s) = self.owned.get_mut(tp) {
+                s.buffered = (end < fetched.next_offset()).then(|| fetched.rest_from(end)).flatten();
+            }
             budget = budget.saturating_sub(count.max(1));
             total += count;
             if count > 0 {

@@ -7,7 +7,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::accumulator::{Accumulator, Batch, Choice, RECORD_OVERHEAD, Staged, Work};
+use super::accumulator::{Accepted, Accumulator, Batch, Choice, RECORD_OVERHEAD, Refused, Staged, Work};
 use super::serde::{BytesSerializer, Serializer};
 use super::{guarded, parse_bool, parse_num};
 use crate::log::partition::now_ms;
@@ -254,8 +254,15 @@ pub trait ProducerInterceptor<K, V>: Send + Sync {
 /// `send_batch`) has one outcome per part, each for the records from its first index on.
 #[derive(Default)]
 pub struct BatchDone {
-    outcome: Mutex<Option<Vec<Part>>>,
+    state: Mutex<DoneState>,
     cv: Condvar,
+}
+
+#[derive(Default)]
+struct DoneState {
+    parts: Option<Vec<Part>>,
+    /// Futures waiting in `get`: the sender wakes them (a system call) only if there are any.
+    waiters: usize,
 }
 
 /// One appended part of a batch: the index of its first record, and how its append went.
@@ -271,8 +278,13 @@ struct Outcome {
 
 impl BatchDone {
     fn set(&self, parts: Vec<Part>) {
-        *self.outcome.lock().unwrap_or_else(|e| e.into_inner()) = Some(parts);
-        self.cv.notify_all();
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.parts = Some(parts);
+        let wake = st.waiters > 0;
+        drop(st);
+        if wake {
+            self.cv.notify_all();
+        }
     }
 }
 
@@ -316,7 +328,7 @@ impl SendFuture {
     /// Whether the outcome is known.
     pub fn is_done(&self) -> bool {
         match &self.state {
-            FutureState::Pending { done, .. } => done.outcome.lock().unwrap_or_else(|e| e.into_inner()).is_some(),
+            FutureState::Pending { done, .. } => done.state.lock().unwrap_or_else(|e| e.into_inner()).parts.is_some(),
             FutureState::Ready(_) => true,
         }
     }
@@ -333,23 +345,26 @@ impl SendFuture {
             FutureState::Pending { ref done, index, timestamp } => (done.clone(), index, timestamp),
         };
         let deadline = timeout.map(|t| Instant::now() + t);
-        let mut g = done.outcome.lock().unwrap_or_else(|e| e.into_inner());
-        loop {
-            if let Some(o) = g.as_ref() {
-                return Ok(resolve(o, index, timestamp));
+        let mut g = done.state.lock().unwrap_or_else(|e| e.into_inner());
+        g.waiters += 1;
+        let result = loop {
+            if let Some(parts) = g.parts.as_ref() {
+                break Some(resolve(parts, index, timestamp));
             }
             g = match deadline {
                 None => done.cv.wait(g).unwrap_or_else(|e| e.into_inner()),
                 Some(d) => {
                     let now = Instant::now();
                     if now >= d {
-                        drop(g);
-                        return Err(self);
+                        break None;
                     }
                     done.cv.wait_timeout(g, d - now).unwrap_or_else(|e| e.into_inner()).0
                 }
             };
-        }
+        };
+        g.waiters -= 1;
+        drop(g);
+        result.ok_or(self)
     }
 }
 
@@ -383,7 +398,6 @@ struct Inner<K, V> {
     key_serializer: Box<dyn Serializer<K>>,
     value_serializer: Box<dyn Serializer<V>>,
     interceptors: Vec<Box<dyn ProducerInterceptor<K, V>>>,
-    round_robin: std::sync::atomic::AtomicU32,
 }
 
 /// The producer: Kafka's `KafkaProducer`. `send` never waits for the disk: it copies the record
@@ -467,7 +481,6 @@ impl<K: 'static, V: 'static> ProducerBuilder<K, V> {
             key_serializer: self.key_serializer,
             value_serializer: self.value_serializer,
             interceptors: self.interceptors,
-            round_robin: std::sync::atomic::AtomicU32::new(0),
         });
         let name = if inner.config.client_id.is_empty() {
             "runnel-producer".to_string()
@@ -558,49 +571,73 @@ impl<K: 'static, V: 'static> Producer<K, V> {
         }
     }
 
-    #[expect(clippy::type_complexity, reason = "one private call site")]
     fn enqueue(
         &self,
         record: &ProducerRecord<'_, K, V>,
         timestamp: i64,
         callback: Option<Callback>,
-    ) -> std::result::Result<(Arc<BatchDone>, u32, u32), (Error, Option<Callback>)> {
+    ) -> std::result::Result<Accepted, Refused> {
+        thread_local! {
+            /// Where keys and values are serialized on their way into a batch: one buffer per
+            /// sending thread, reused, so that a send allocates nothing.
+            static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        SCRATCH.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut scratch) => {
+                scratch.clear();
+                let r = self.enqueue_with(record, timestamp, callback, &mut scratch);
+                if scratch.capacity() > 1 << 20 {
+                    *scratch = Vec::new();
+                }
+                r
+            }
+            // A serializer that sends from inside serialize: a buffer of its own.
+            Err(_) => self.enqueue_with(record, timestamp, callback, &mut Vec::new()),
+        })
+    }
+
+    fn enqueue_with(
+        &self,
+        record: &ProducerRecord<'_, K, V>,
+        timestamp: i64,
+        callback: Option<Callback>,
+        scratch: &mut Vec<u8>,
+    ) -> std::result::Result<Accepted, Refused> {
         let inner = &*self.inner;
         let log = inner.sink.log();
         let topic = &*record.topic;
-        let n = match log.partition_count(topic) {
-            Ok(n) => n,
-            Err(e) => return Err((e, callback)),
-        };
-        let mut key = Vec::new();
-        let mut value = Vec::new();
         if let Some(k) = &record.key
-            && let Err(e) = inner.key_serializer.serialize(topic, k, &mut key)
+            && let Err(e) = inner.key_serializer.serialize(topic, k, scratch)
         {
             return Err((e, callback));
         }
+        let key_len = scratch.len();
         if let Some(v) = &record.value
-            && let Err(e) = inner.value_serializer.serialize(topic, v, &mut value)
+            && let Err(e) = inner.value_serializer.serialize(topic, v, scratch)
         {
             return Err((e, callback));
         }
-        let key = record.key.as_ref().map(|_| &key[..]);
-        let value = record.value.as_ref().map(|_| &value[..]);
+        let (key, value) = scratch.split_at(key_len);
+        let key = record.key.as_ref().map(|_| key);
+        let value = record.value.as_ref().map(|_| value);
         let payload = key.map_or(0, <[u8]>::len)
             + value.map_or(0, <[u8]>::len)
             + record.headers.iter().map(|(k, v)| k.len() + v.as_ref().map_or(0, Vec::len)).sum::<usize>();
         if payload > inner.config.max_request_size || payload + RECORD_OVERHEAD > inner.config.buffer_memory {
-            let max = inner.config.max_request_size.min(inner.config.buffer_memory - RECORD_OVERHEAD.min(inner.config.buffer_memory));
+            let max = inner.config.max_request_size.min(inner.config.buffer_memory.saturating_sub(RECORD_OVERHEAD));
             return Err((Error::RecordTooLarge { size: payload as u64, max: max as u64 }, callback));
         }
         let choice = match record.partition {
-            Some(p) if p >= n => return Err((Error::unknown(topic, Some(p)), callback)),
             Some(p) => Choice::Fixed(p),
             None => match (&inner.config.partitioner, key) {
-                (Partitioner::Default, Some(k)) => Choice::Fixed(crate::partitioner::partition_for_key(k, n)),
-                (Partitioner::Default, None) => Choice::Sticky(n),
-                (Partitioner::RoundRobin, _) => Choice::Fixed(inner.round_robin.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % n),
+                (Partitioner::Default, Some(k)) => Choice::Hash(crate::partitioner::key_hash(k)),
+                (Partitioner::Default, None) => Choice::Sticky,
+                (Partitioner::RoundRobin, _) => Choice::RoundRobin,
                 (Partitioner::Custom(f), _) => {
+                    let n = match log.partition_count(topic) {
+                        Ok(n) => n,
+                        Err(e) => return Err((e, callback)),
+                    };
                     let p = f(topic, key, n);
                     if p >= n {
                         let e = Error::InvalidArgument(format!("the custom partitioner chose partition {p} of a {n}-partition topic"));
@@ -611,7 +648,7 @@ impl<K: 'static, V: 'static> Producer<K, V> {
             },
         };
         let staged = Staged { key, value, headers: &record.headers, timestamp, size: payload + RECORD_OVERHEAD };
-        inner.acc.append(topic, choice, &staged, callback, inner.config.max_block)
+        inner.acc.append(topic, choice, &staged, callback, inner.config.max_block, &|| log.partition_count(topic))
     }
 
     /// Waits until every record sent before the call is complete, callbacks included: Kafka's

@@ -16,7 +16,8 @@ use crate::{Error, Result};
 /// }
 /// ```
 pub trait Serializer<T: ?Sized>: Send + Sync {
-    /// Appends the encoding of `value` to `out` (which arrives empty). An error fails the send.
+    /// Appends the encoding of `value` to `out`, which may already hold other bytes (append to
+    /// it; do not clear it). An error fails the send.
     fn serialize(&self, topic: &str, value: &T, out: &mut Vec<u8>) -> Result<()>;
 }
 

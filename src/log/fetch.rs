@@ -202,6 +202,36 @@ impl Fetched {
         }
     }
 
+    /// The rest of this fetch from `offset` on, sharing its mapping: what a second fetch from
+    /// `offset` would return, without looking the offset up again. `None` when `offset` is not
+    /// inside the fetched range. (A consumer returns a fetch over several polls this way, as
+    /// Kafka's fetcher keeps a completed fetch and hands it out `max.poll.records` at a time.)
+    pub(crate) fn rest_from(&self, offset: u64) -> Option<Fetched> {
+        if offset < self.offset || offset >= self.next_offset {
+            return None;
+        }
+        let mut pos = 0;
+        for b in self.batches() {
+            let b = b.ok()?;
+            if b.header().next_offset() > offset {
+                break;
+            }
+            pos += b.as_bytes().len();
+        }
+        Some(Fetched {
+            data: self.data.clone(),
+            path: self.path.clone(),
+            start: self.start + pos,
+            end: self.end,
+            offset,
+            next_offset: self.next_offset,
+            high_watermark: self.high_watermark,
+            log_start_offset: self.log_start_offset,
+            last_stable_offset: self.last_stable_offset,
+            aborted: self.aborted.clone(),
+        })
+    }
+
     /// The segment file and the byte range of the fetched batches in it (for sendfile).
     pub(crate) fn file_range(&self) -> Option<(Arc<dyn crate::storage::vfs::VFile>, u64, u64)> {
         let d = self.data.as_ref()?;
