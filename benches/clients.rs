@@ -12,7 +12,8 @@
 //!   `high.watermark=written`: one thread sends a record and polls until it arrives, 20 000 times
 //!   (Kafka's `EndToEndLatency` tool does the same); median, 99th percentile and max.
 //!
-//! Topics use `high.watermark=written` so that acks=1 records are visible without an fsync.
+//! Topics use `high.watermark=written` so that acks=1 records are visible without an fsync. Each
+//! run gets a fresh log, after a `sync(2)` so that no run pays for the write-back of another.
 //! `cargo bench --bench clients` runs the full sizes; under `cargo test` (no `--bench`) a smoke run
 //! with small sizes checks that everything works.
 
@@ -27,6 +28,9 @@ use runnel::{Acks, Log, LogOptions, Record, TopicConfig};
 const TOPIC: &str = "bench";
 
 fn fresh() -> (tempfile::TempDir, Log) {
+    // Every run starts with no dirty pages of an earlier one: otherwise the kernel's write-back
+    // throttling lands on whichever run comes later, and the comparison measures the order.
+    rustix::fs::sync();
     let dir = bench_dir("runnel-clients-");
     let log = Log::open(dir.path(), LogOptions::default().background_maintenance(false)).expect("open");
     let mut c = TopicConfig::default();

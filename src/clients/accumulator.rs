@@ -45,14 +45,53 @@ pub struct Batch {
     pub bytes: usize,
 }
 
+/// The buffers of a finished batch, kept for the next one: a steady stream of batches then
+/// allocates nothing. (Freeing a batch's buffers in the sender thread and allocating new ones in
+/// the sending thread made the allocator grow and trim its heap, which takes the process's memory
+/// map lock for writing, for every batch: the sender then queued behind the prefault thread's
+/// page faulting.)
+pub struct Spare {
+    data: Vec<u8>,
+    records: Vec<Pending>,
+    headers: Vec<(Range<u32>, Option<Range<u32>>)>,
+}
+
+/// How many finished batches' buffers are kept.
+const SPARES: usize = 16;
+
+/// Scratch space the sender builds each batch's [`Record`]s in, kept across batches.
+#[derive(Default)]
+pub struct RecordScratch {
+    records: Vec<Record<'static>>,
+    headers: Vec<Header<'static>>,
+}
+
+/// An empty vector of `Record`s of another lifetime, in the same allocation (the standard
+/// library collects a vector's `into_iter()` in place when the element layout is the same).
+#[expect(clippy::unnecessary_filter_map, reason = "the element type changes, which `filter` cannot do")]
+fn relabel<'a, 'b>(mut v: Vec<Record<'a>>) -> Vec<Record<'b>> {
+    v.clear();
+    v.into_iter().filter_map(|_| None).collect()
+}
+
+#[expect(clippy::unnecessary_filter_map, reason = "the element type changes, which `filter` cannot do")]
+fn relabel_headers<'a, 'b>(mut v: Vec<Header<'a>>) -> Vec<Header<'b>> {
+    v.clear();
+    v.into_iter().filter_map(|_| None).collect()
+}
+
 impl Batch {
-    fn new(topic: Arc<str>, partition: u32, capacity: usize, records: usize) -> Batch {
+    fn new(topic: Arc<str>, partition: u32, capacity: usize, records: usize, spare: Option<Spare>) -> Batch {
+        let (data, recs, headers) = match spare {
+            Some(s) => (s.data, s.records, s.headers),
+            None => (Vec::with_capacity(capacity), Vec::with_capacity(records), Vec::new()),
+        };
         Batch {
             topic,
             partition,
-            data: Vec::with_capacity(capacity),
-            records: Vec::with_capacity(records),
-            headers: Vec::new(),
+            data,
+            records: recs,
+            headers,
             callbacks: Vec::new(),
             done: Arc::new(BatchDone::default()),
             created: Instant::now(),
@@ -91,21 +130,31 @@ impl Batch {
         (self.records.len() - 1) as u32
     }
 
-    /// The batch's records as the engine takes them, built in `headers` (scratch space) and
-    /// handed to `f`.
-    pub fn with_records<T>(&self, range: Range<usize>, f: impl FnOnce(&[Record<'_>]) -> T) -> T {
+    /// The batch's records as the engine takes them, built in `scratch` and handed to `f`.
+    pub fn with_records<T>(&self, range: Range<usize>, scratch: &mut RecordScratch, f: impl FnOnce(&[Record<'_>]) -> T) -> T {
         let slice = |r: &Range<u32>| &self.data[r.start as usize..r.end as usize];
-        let headers: Vec<Header<'_>> = self.headers.iter().map(|(k, v)| Header { key: slice(k), value: v.as_ref().map(slice) }).collect();
-        let records: Vec<Record<'_>> = self.records[range]
-            .iter()
-            .map(|p| Record {
-                key: p.key.as_ref().map(slice),
-                value: p.value.as_ref().map(slice),
-                headers: &headers[p.headers.start as usize..p.headers.end as usize],
-                timestamp: Some(p.timestamp),
-            })
-            .collect();
-        f(&records)
+        let mut headers = relabel_headers(std::mem::take(&mut scratch.headers));
+        headers.extend(self.headers.iter().map(|(k, v)| Header { key: slice(k), value: v.as_ref().map(slice) }));
+        let mut records = relabel(std::mem::take(&mut scratch.records));
+        records.extend(self.records[range].iter().map(|p| Record {
+            key: p.key.as_ref().map(slice),
+            value: p.value.as_ref().map(slice),
+            headers: &headers[p.headers.start as usize..p.headers.end as usize],
+            timestamp: Some(p.timestamp),
+        }));
+        let out = f(&records);
+        scratch.records = relabel(records);
+        scratch.headers = relabel_headers(headers);
+        out
+    }
+
+    /// The batch's buffers, emptied, for a later batch.
+    fn into_spare(self) -> Spare {
+        let (mut data, mut records, mut headers) = (self.data, self.records, self.headers);
+        data.clear();
+        records.clear();
+        headers.clear();
+        Spare { data, records, headers }
     }
 }
 
@@ -144,6 +193,8 @@ struct State {
     /// Close ran out of time: fail what is left.
     abandon: bool,
     sender_idle: bool,
+    /// Buffers of finished batches (see [`Spare`]).
+    spares: Vec<Spare>,
     /// Threads waiting on `progress` (flushes, sends blocked for buffer space): the sender
     /// notifies (a system call) only if there are any.
     progress_waiters: usize,
@@ -291,7 +342,8 @@ impl Accumulator {
             }
             let capacity = queue.back().map_or(self.batch_size.min(1 << 20), |b| b.data.len().max(64));
             let records = queue.back().map_or(16, |b| b.records.len());
-            queue.push_back(Batch::new(t.topic.clone(), partition, capacity, records));
+            let spare = st.spares.pop();
+            queue.push_back(Batch::new(t.topic.clone(), partition, capacity, records, spare));
             // A first batch gives the sender a new deadline to sleep to.
             notify = true;
         }
@@ -379,11 +431,18 @@ impl Accumulator {
         }
     }
 
-    /// The sender finished `records` records holding `bytes`: their futures and callbacks are done.
-    pub fn complete(&self, records: u64, bytes: usize) {
+    /// The sender finished `batch`: its futures and callbacks are done.
+    pub fn complete(&self, batch: Batch) {
+        let (records, bytes) = (batch.len() as u64, batch.bytes);
+        let spare = (batch.data.capacity() <= 4 * self.batch_size.max(1 << 12)).then(|| batch.into_spare());
         let mut st = lock(&self.state);
         st.completed += records;
         st.buffered -= bytes;
+        if let Some(spare) = spare
+            && st.spares.len() < SPARES
+        {
+            st.spares.push(spare);
+        }
         let wake = st.progress_waiters > 0;
         drop(st);
         if wake {

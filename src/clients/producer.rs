@@ -7,7 +7,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::accumulator::{Accepted, Accumulator, Batch, Choice, RECORD_OVERHEAD, Refused, Staged, Work};
+use super::accumulator::{Accepted, Accumulator, Batch, Choice, RECORD_OVERHEAD, RecordScratch, Refused, Staged, Work};
 use super::serde::{BytesSerializer, Serializer};
 use super::{guarded, parse_bool, parse_num};
 use crate::log::partition::now_ms;
@@ -382,8 +382,8 @@ impl Sink {
         }
     }
 
-    fn append(&self, b: &Batch, range: std::ops::Range<usize>, acks: Acks) -> Result<crate::AppendResult> {
-        b.with_records(range, |records| match self {
+    fn append(&self, b: &Batch, range: std::ops::Range<usize>, acks: Acks, scratch: &mut RecordScratch) -> Result<crate::AppendResult> {
+        b.with_records(range, scratch, |records| match self {
             Sink::Plain(log) => log.append(&b.topic, Some(b.partition), records, acks),
             Sink::Idempotent(_, p) => p.send(&b.topic, Some(b.partition), records, acks),
             Sink::Transactional(_, p) => p.send(&b.topic, Some(b.partition), records),
@@ -735,7 +735,7 @@ impl<K, V> Inner<K, V> {
 
     /// Appends a batch (split in halves when the topic finds it too large, as Kafka splits a batch
     /// a broker refuses as too large) and completes its records.
-    fn send_batch(&self, mut b: Batch) {
+    fn send_batch(&self, mut b: Batch, scratch: &mut RecordScratch) {
         let n = b.len();
         let acks = self.config.acks;
         let mut outcomes: Vec<(std::ops::Range<usize>, Result<crate::AppendResult>)> = Vec::new();
@@ -743,7 +743,7 @@ impl<K, V> Inner<K, V> {
         let mut todo: Vec<(usize, usize)> = vec![(0, n)];
         while let Some((start, end)) = todo.pop() {
             let r = start..end;
-            match self.sink.append(&b, r.clone(), acks) {
+            match self.sink.append(&b, r.clone(), acks, scratch) {
                 Err(Error::RecordTooLarge { .. }) if r.len() > 1 => {
                     let mid = start + r.len() / 2;
                     todo.push((mid, end));
@@ -758,7 +758,7 @@ impl<K, V> Inner<K, V> {
                     log::error!("acks=0 send to {}-{} failed after completing: {e}", b.topic, b.partition);
                 }
             }
-            self.acc.complete(n as u64, b.bytes);
+            self.acc.complete(b);
             return;
         }
         let parts: Vec<Part> = outcomes
@@ -787,17 +787,18 @@ impl<K, V> Inner<K, V> {
             }
         }
         b.done.set(parts);
-        self.acc.complete(n as u64, b.bytes);
+        self.acc.complete(b);
     }
 }
 
 fn sender_loop<K, V>(inner: &Inner<K, V>) {
+    let mut scratch = RecordScratch::default();
     loop {
         match inner.acc.next_work() {
             Work::Stop => return,
             Work::Batches(batches) => {
                 for b in batches {
-                    inner.send_batch(b);
+                    inner.send_batch(b, &mut scratch);
                 }
             }
             Work::Abandon(batches) => {
@@ -813,7 +814,7 @@ fn sender_loop<K, V>(inner: &Inner<K, V>) {
                         }
                     }
                     b.done.set(vec![(0, Err(e))]);
-                    inner.acc.complete(b.len() as u64, b.bytes);
+                    inner.acc.complete(b);
                 }
             }
         }
