@@ -585,6 +585,22 @@ enum runnel_result runnel_append(const struct runnel_log *log,
                                  struct runnel_append_result *out);
 
 /**
+ * Appends `n` values (no keys, no headers, timestamps "now") as one batch: value `i` is the next
+ * `value_lens[i]` bytes of `data`, which holds them back to back. The same as [`runnel_append`]
+ * for the commonest case, for callers (such as the Python package) for whom one buffer is much
+ * cheaper to hand over than `n` records.
+ */
+enum runnel_result runnel_append_packed(const struct runnel_log *log,
+                                        const char *topic,
+                                        int64_t partition,
+                                        const uint8_t *data,
+                                        size_t data_len,
+                                        const size_t *value_lens,
+                                        size_t n,
+                                        int32_t acks,
+                                        struct runnel_append_result *out);
+
+/**
  * Syncs every partition: everything appended so far is durable when this returns.
  */
 enum runnel_result runnel_sync(const struct runnel_log *log);
@@ -641,6 +657,18 @@ uint64_t runnel_fetched_next_offset(const struct runnel_fetched *fetch);
 enum runnel_result runnel_fetched_bytes(const struct runnel_fetched *fetch,
                                         const uint8_t **bytes,
                                         size_t *len);
+
+/**
+ * Every record's layout in one call, for callers that slice [`runnel_fetched_bytes`] themselves
+ * (the Python package): for record `i`, `out[6i..6i+6]` holds its offset, its timestamp (as the
+ * bits of an `int64_t`), the start of its key in the fetched bytes (`UINT64_MAX` for a null key),
+ * the key's length, the start of its value (`UINT64_MAX` for null) and the value's length.
+ * Fills `min(cap, count)` records; `written` (may be NULL) receives how many.
+ */
+enum runnel_result runnel_fetched_spans(const struct runnel_fetched *fetch,
+                                        uint64_t *out,
+                                        size_t cap,
+                                        size_t *written);
 
 /**
  * The partition's high watermark when the fetch was made; 0 for an invalid handle.

@@ -907,6 +907,47 @@ pub extern "C" fn runnel_append(
     })
 }
 
+/// Appends `n` values (no keys, no headers, timestamps "now") as one batch: value `i` is the next
+/// `value_lens[i]` bytes of `data`, which holds them back to back. The same as [`runnel_append`]
+/// for the commonest case, for callers (such as the Python package) for whom one buffer is much
+/// cheaper to hand over than `n` records.
+#[unsafe(no_mangle)]
+pub extern "C" fn runnel_append_packed(
+    log: *const runnel_log,
+    topic: *const c_char,
+    partition: i64,
+    data: *const u8,
+    data_len: usize,
+    value_lens: *const usize,
+    n: usize,
+    acks: i32,
+    out: *mut runnel_append_result,
+) -> runnel_result {
+    guard(|| {
+        let log = log_of(log)?;
+        let topic = string(topic, "topic")?;
+        let partition = partition_of(partition)?;
+        let acks = acks_of(acks)?;
+        let data = bytes(data, data_len, "data")?.unwrap_or_default();
+        let lens = array(value_lens, n, "value_lens")?;
+        let mut records = Vec::with_capacity(n);
+        let mut at = 0usize;
+        for &len in lens {
+            let end = at.checked_add(len).filter(|&e| e <= data.len());
+            let Some(end) = end else {
+                return fail(RUNNEL_INVALID_ARGUMENT, format!("value_lens add up to more than the {} bytes of data", data.len()));
+            };
+            records.push(Record::new(&data[at..end]));
+            at = end;
+        }
+        if at != data.len() {
+            return fail(RUNNEL_INVALID_ARGUMENT, format!("value_lens add up to {at} bytes, data has {}", data.len()));
+        }
+        write_append(out, log.append(topic, partition, &records, acks)?);
+        Ok(())
+    })
+}
+
 /// Syncs every partition: everything appended so far is durable when this returns.
 #[unsafe(no_mangle)]
 pub extern "C" fn runnel_sync(log: *const runnel_log) -> runnel_result {
@@ -1107,6 +1148,37 @@ pub extern "C" fn runnel_fetched_bytes(fetch: *const runnel_fetched, bytes: *mut
         let b = f.fetched.bytes();
         write_out(bytes, b.as_ptr());
         write_out(len, b.len());
+        Ok(())
+    })
+}
+
+/// Every record's layout in one call, for callers that slice [`runnel_fetched_bytes`] themselves
+/// (the Python package): for record `i`, `out[6i..6i+6]` holds its offset, its timestamp (as the
+/// bits of an `int64_t`), the start of its key in the fetched bytes (`UINT64_MAX` for a null key),
+/// the key's length, the start of its value (`UINT64_MAX` for null) and the value's length.
+/// Fills `min(cap, count)` records; `written` (may be NULL) receives how many.
+#[unsafe(no_mangle)]
+pub extern "C" fn runnel_fetched_spans(fetch: *const runnel_fetched, out: *mut u64, cap: usize, written: *mut usize) -> runnel_result {
+    guard(|| {
+        let f = fetch_of(fetch)?;
+        let n = cap.min(f.entries.len());
+        if n > 0 {
+            let out = out_ptr(out, "out")?;
+            if n.checked_mul(6).is_none_or(|w| w > isize::MAX as usize / 8) {
+                return fail(RUNNEL_INVALID_ARGUMENT, "cap is larger than memory can hold");
+            }
+            // SAFETY: non-NULL, and by contract `out` has room for `cap` × 6 values; n ≤ cap.
+            let out = unsafe { std::slice::from_raw_parts_mut(out, n * 6) };
+            let span = |r: Option<Span>| r.map_or((u64::MAX, 0), |(s, l)| (s as u64, l as u64));
+            for (e, o) in f.entries.iter().zip(out.chunks_exact_mut(6)) {
+                let (ks, kl) = span(e.key);
+                let (vs, vl) = span(e.value);
+                o.copy_from_slice(&[e.offset, e.timestamp as u64, ks, kl, vs, vl]);
+            }
+        }
+        if !written.is_null() {
+            write_out(written, n);
+        }
         Ok(())
     })
 }

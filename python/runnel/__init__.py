@@ -289,11 +289,12 @@ class PartitionLag:
 
 
 class _Records:
-    """A batch of records in C form, and the buffers it points into."""
+    """A batch of records in C form, and the Python objects its pointers point into (the record
+    bytes are handed over without a copy, through ``ffi.from_buffer``)."""
 
     def __init__(self, records: Iterable[Union[Record, Bytes]]):
         records = list(records)
-        self.keep = []
+        self.keep: list = []
         self.array = ffi.new("runnel_record[]", max(len(records), 1))
         self.n = len(records)
         for i, r in enumerate(records):
@@ -316,52 +317,78 @@ class _Records:
     def _buf(self, b: Optional[bytes]):
         if b is None:
             return ffi.NULL, 0
-        # A one-byte allocation for an empty buffer, so that "empty" is not NULL ("null").
-        cb = ffi.new("uint8_t[]", b if b else b"\0")
+        if not b:
+            # An empty value is not a null one: a one-byte buffer gives it a non-NULL pointer.
+            b = b"\0"
+            cb = ffi.from_buffer(b)
+            self.keep.append(cb)
+            return cb, 0
+        cb = ffi.from_buffer(b)
         self.keep.append(cb)
         return cb, len(b)
+
+
+def _plain_values(records: list) -> bool:
+    """Whether every item is a plain bytes value (the packed, cheapest path)."""
+    return all(type(r) is bytes for r in records)
 
 
 def _append_result(out) -> AppendResult:
     return AppendResult(out.partition, out.base_offset, out.last_offset, out.log_append_time)
 
 
+_NULL_SPAN = (1 << 64) - 1
+
+
 class RecordView:
     """A fetched record. ``key`` and ``value`` are bytes copies; ``key_view`` and ``value_view`` are
-    zero-copy memoryviews of the log's memory map, which keep the fetch's mapping alive for as long
-    as they exist (using one after the fetch is closed is safe)."""
+    zero-copy read-only memoryviews of the log's memory map, which keep the fetch's mapping alive
+    for as long as they exist (using one after the fetch is closed is safe)."""
 
-    __slots__ = ("offset", "timestamp", "_fetched", "_index", "_key", "_value", "_headers_len")
+    __slots__ = ("_fetched", "_index")
 
-    def __init__(self, fetched: "Fetched", view):
-        self.offset: int = view.offset
-        self.timestamp: int = view.timestamp
+    def __init__(self, fetched: "Fetched", index: int):
         self._fetched = fetched
-        self._index = view.index
-        self._key = fetched._span(view.key, view.key_len)
-        self._value = fetched._span(view.value, view.value_len)
-        self._headers_len = view.headers_len
+        self._index = index
+
+    def _span(self, at: int) -> Optional[memoryview]:
+        spans = self._fetched._spans
+        start = spans[6 * self._index + at]
+        if start == _NULL_SPAN:
+            return None
+        return self._fetched._view[start : start + spans[6 * self._index + at + 1]]
+
+    @property
+    def offset(self) -> int:
+        """The record's offset."""
+        return self._fetched._spans[6 * self._index]
+
+    @property
+    def timestamp(self) -> int:
+        """Milliseconds since the Unix epoch."""
+        t = self._fetched._spans[6 * self._index + 1]
+        return t - (1 << 64) if t >= 1 << 63 else t
 
     @property
     def key_view(self) -> Optional[memoryview]:
         """The key, zero-copy (None for a null key)."""
-        return None if self._key is None else self._fetched._view[self._key[0] : self._key[1]]
+        return self._span(2)
 
     @property
     def value_view(self) -> Optional[memoryview]:
         """The value, zero-copy (None for a null value)."""
-        return None if self._value is None else self._fetched._view[self._value[0] : self._value[1]]
+        return self._span(4)
 
     @property
     def key(self) -> Optional[bytes]:
         """The key as bytes (None for a null key)."""
-        v = self.key_view
+        v = self._span(2)
         return None if v is None else bytes(v)
 
     @property
     def value(self) -> Optional[bytes]:
         """The value as bytes (None for a null value)."""
-        v = self.value_view
+        v = self._span(4)
         return None if v is None else bytes(v)
 
     @property
@@ -369,8 +396,11 @@ class RecordView:
         """The headers: (key, value) pairs; keys decoded as UTF-8."""
         out = []
         h = ffi.new("runnel_header *")
-        for i in range(self._headers_len):
-            _check(lib.runnel_fetched_header(self._fetched._handle_or_raise(), self._index, i, h))
+        handle = self._fetched._handle_or_raise()
+        view = ffi.new("runnel_record_view *")
+        _check(lib.runnel_fetched_get(handle, self._index, view))
+        for i in range(view.headers_len):
+            _check(lib.runnel_fetched_header(handle, self._index, i, h))
             k = bytes(ffi.buffer(h.key, h.key_len)).decode("utf-8", "replace")
             v = None if h.value == ffi.NULL else bytes(ffi.buffer(h.value, h.value_len))
             out.append((k, v))
@@ -381,8 +411,8 @@ class RecordView:
 
 
 class Fetched:
-    """The result of a fetch: iterate it for :class:`RecordView` s. A context manager; ``close``
-    releases it once no memoryview of its records is alive any more."""
+    """The result of a fetch: iterate it for :class:`RecordView` s, or take ``values()``. A context
+    manager; ``close`` releases it once no memoryview of its records is alive any more."""
 
     def __init__(self, handle):
         self._handle = handle
@@ -392,35 +422,32 @@ class Fetched:
         ptr = ffi.new("const uint8_t **")
         length = ffi.new("size_t *")
         _check(lib.runnel_fetched_bytes(handle, ptr, length))
-        self._base = int(ffi.cast("uintptr_t", ptr[0]))
+        # Every record's layout in one call: (offset, timestamp, key start, key length, value
+        # start, value length), starts relative to the fetched bytes.
+        spans = ffi.new("uint64_t[]", max(6 * self.count, 1))
+        _check(lib.runnel_fetched_spans(handle, spans, self.count, ffi.NULL))
+        self._spans: list[int] = ffi.unpack(spans, 6 * self.count)
         # The memoryview owns the handle: `owner` frees it when garbage collected, and every slice
         # of the view keeps `owner` alive through the cffi buffer, so no view can outlive the map.
         owner = ffi.gc(ffi.cast("uint8_t *", ptr[0]), lambda _p, h=handle: lib.runnel_fetched_free(h))
         self._view = memoryview(ffi.buffer(owner, length[0])).toreadonly()
-        self._records: Optional[list[RecordView]] = None
 
     def _handle_or_raise(self):
         if self._handle is None:
             raise ClosedError(lib.RUNNEL_INVALID_HANDLE, "the fetch was closed")
         return self._handle
 
-    def _span(self, ptr, length: int) -> Optional[tuple[int, int]]:
-        if ptr == ffi.NULL:
-            return None
-        start = int(ffi.cast("uintptr_t", ptr)) - self._base
-        return (start, start + length)
-
     def records(self) -> list[RecordView]:
         """Every record, in offset order."""
-        if self._records is None:
-            h = self._handle_or_raise()
-            view = ffi.new("runnel_record_view *")
-            out = []
-            for i in range(self.count):
-                _check(lib.runnel_fetched_get(h, i, view))
-                out.append(RecordView(self, view))
-            self._records = out
-        return self._records
+        self._handle_or_raise()
+        return [RecordView(self, i) for i in range(self.count)]
+
+    def values(self) -> list[Optional[bytes]]:
+        """Every record's value as bytes (None for null values), in offset order: the quickest
+        way to read a fetch from Python."""
+        self._handle_or_raise()
+        s, mv = self._spans, self._view
+        return [None if s[i] == _NULL_SPAN else bytes(mv[s[i] : s[i] + s[i + 1]]) for i in range(4, 6 * self.count, 6)]
 
     def __iter__(self) -> Iterator[RecordView]:
         return iter(self.records())
@@ -432,7 +459,7 @@ class Fetched:
         """Drops this object's hold on the fetch; the mapping goes when no memoryview needs it."""
         self._handle = None
         self._view = memoryview(b"")
-        self._records = None
+        self._spans = []
 
     def __enter__(self) -> "Fetched":
         return self
@@ -553,9 +580,17 @@ class Log:
     ) -> AppendResult:
         """Appends ``records`` (Record objects, or bytes/str values) as one batch to ``partition``
         (None: the default partitioner by the first record's key) with ``acks`` 0, 1 or "all"."""
-        rs = _Records(records)
+        records = list(records)
         out = ffi.new("runnel_append_result *")
         p = ANY_PARTITION if partition is None else partition
+        if records and _plain_values(records):
+            # Values only: one buffer and a list of lengths.
+            data = b"".join(records)
+            lens = ffi.new("size_t[]", [len(r) for r in records])
+            buf = ffi.from_buffer(data) if data else ffi.NULL
+            _check(lib.runnel_append_packed(self._handle(), _c_str(topic, "topic"), p, buf, len(data), lens, len(records), _acks(acks), out))
+            return _append_result(out)
+        rs = _Records(records)
         _check(lib.runnel_append(self._handle(), _c_str(topic, "topic"), p, rs.array, rs.n, _acks(acks), out))
         return _append_result(out)
 

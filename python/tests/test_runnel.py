@@ -268,3 +268,15 @@ def test_killed_child_loses_no_acknowledged_append(tmp_path):
             for offset, i in acked:
                 assert stored.get(offset) == b"%08d" % i, f"acknowledged offset {offset} lost after SIGKILL"
             assert sorted(stored) == list(range(len(stored))), "offsets are contiguous"
+
+
+def test_plain_values_and_records_take_their_own_paths_and_agree(log):
+    log.create_topic("t")
+    log.append("t", [b"a", b"", b"ccc"], partition=0)  # values only: the packed path
+    log.append("t", [b"d", runnel.Record(value=b"e", key=b"k")], partition=0)  # records
+    with log.fetch("t", 0, offset=0) as f:
+        assert f.values() == [b"a", b"", b"ccc", b"d", b"e"]
+        assert [r.key for r in f] == [None, None, None, None, b"k"]
+        assert [r.offset for r in f] == [0, 1, 2, 3, 4]
+    log.append("t", [runnel.Record(value=None, key=b"tomb")], partition=0)
+    assert log.fetch("t", 0, offset=5).values() == [None]

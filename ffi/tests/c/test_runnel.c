@@ -210,6 +210,15 @@ static void test_append_and_fetch(void) {
     runnel_record large = rec(NULL, big);
     EXPECT(runnel_append(log, "t", 0, &large, 1, RUNNEL_ACKS_ALL, &at), RUNNEL_RECORD_TOO_LARGE);
     CHECK(strstr(runnel_last_error(), "max.message.bytes") != NULL);
+    /* Packed values: one buffer, lengths. */
+    size_t lens[3] = {1, 0, 2};
+    OK(runnel_append_packed(log, "t", 1, (const uint8_t *)"abc", 3, lens, 3, RUNNEL_ACKS_ALL, &at));
+    CHECK(at.partition == 1 && at.last_offset == at.base_offset + 2);
+    size_t bad_lens[2] = {2, 5};
+    EXPECT(runnel_append_packed(log, "t", 1, (const uint8_t *)"abc", 3, bad_lens, 2, RUNNEL_ACKS_ALL, &at), RUNNEL_INVALID_ARGUMENT);
+    size_t short_lens[1] = {1};
+    EXPECT(runnel_append_packed(log, "t", 1, (const uint8_t *)"abc", 3, short_lens, 1, RUNNEL_ACKS_ALL, &at), RUNNEL_INVALID_ARGUMENT);
+    EXPECT(runnel_append_packed(log, "t", 1, NULL, 3, lens, 3, RUNNEL_ACKS_ALL, &at), RUNNEL_NULL_ARGUMENT);
     /* Nothing of the refused appends was written. */
     runnel_partition_info info;
     OK(runnel_sync(log));
@@ -248,6 +257,16 @@ static void test_append_and_fetch(void) {
     OK(runnel_fetched_bytes(f, &raw, &raw_len));
     CHECK(raw != NULL && raw_len > 0 && v.value >= raw && v.value + v.value_len <= raw + raw_len);
     EXPECT(runnel_fetched_bytes(f, NULL, &raw_len), RUNNEL_NULL_ARGUMENT);
+    uint64_t spans[6 * 3];
+    size_t written = 0;
+    OK(runnel_fetched_spans(f, spans, 3, &written));
+    CHECK(written == 3);
+    CHECK(spans[0] == 0 && (int64_t)spans[1] == 1700000000000 && spans[3] == 2 && memcmp(raw + spans[2], "k1", 2) == 0);
+    CHECK(spans[6] == 1 && spans[8] == UINT64_MAX && spans[11] == 6 && memcmp(raw + spans[10], "no key", 6) == 0);
+    CHECK(spans[12 + 4] == UINT64_MAX);
+    EXPECT(runnel_fetched_spans(f, NULL, 3, &written), RUNNEL_NULL_ARGUMENT);
+    OK(runnel_fetched_spans(f, NULL, 0, &written));
+    CHECK(written == 0);
     EXPECT(runnel_fetched_get(f, 999, &v), RUNNEL_INVALID_ARGUMENT);
     EXPECT(runnel_fetched_next(f, NULL), RUNNEL_NULL_ARGUMENT);
     /* A log handle is not a fetch handle. */
