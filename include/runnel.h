@@ -180,6 +180,11 @@ typedef enum runnel_result {
 } runnel_result;
 
 /**
+ * A consumer client. One thread at a time (as a Kafka consumer).
+ */
+typedef struct runnel_consumer runnel_consumer;
+
+/**
  * The result of a fetch: record views that stay valid until it is freed. One thread at a time.
  */
 typedef struct runnel_fetched runnel_fetched;
@@ -198,6 +203,16 @@ typedef struct runnel_lag_list runnel_lag_list;
  * An open data directory. Thread-safe.
  */
 typedef struct runnel_log runnel_log;
+
+/**
+ * What one consumer poll returned: record views valid until it is freed. One thread at a time.
+ */
+typedef struct runnel_polled runnel_polled;
+
+/**
+ * A producer client: batches records in memory and appends them from a sender thread. Thread-safe.
+ */
+typedef struct runnel_producer runnel_producer;
 
 /**
  * A list of strings (topic or group names). One thread at a time.
@@ -394,6 +409,89 @@ typedef struct runnel_partition_lag {
    */
   uint64_t lag;
 } runnel_partition_lag;
+
+/**
+ * Where a sent record went.
+ */
+typedef struct runnel_record_metadata {
+  /**
+   * The topic, valid during the callback.
+   */
+  const char *topic;
+  /**
+   * The partition.
+   */
+  uint32_t partition;
+  /**
+   * The record's offset; -1 with acks=0, which completes before the append.
+   */
+  int64_t offset;
+  /**
+   * The record's timestamp.
+   */
+  int64_t timestamp;
+} runnel_record_metadata;
+
+/**
+ * Called once per sent record with its outcome: `result` is `RUNNEL_OK` and `metadata` set, or
+ * an error code and `error` its message (both valid during the call only). It runs on the
+ * producer's sender thread (or the sending thread when the send fails at once), so it must be
+ * quick and thread-safe; callbacks of one partition run in offset order.
+ */
+typedef void (*runnel_send_callback)(void *user_data,
+                                     enum runnel_result result,
+                                     const struct runnel_record_metadata *metadata,
+                                     const char *error);
+
+/**
+ * A topic and a partition.
+ */
+typedef struct runnel_topic_partition {
+  /**
+   * The topic (valid during the call that hands it out).
+   */
+  const char *topic;
+  /**
+   * The partition.
+   */
+  uint32_t partition;
+} runnel_topic_partition;
+
+/**
+ * Called by a subscribed consumer's poll, on the polling thread, when a rebalance takes
+ * partitions away (`assigned` 0; commit what was processed) or gives it some (`assigned` 1).
+ * For assigned partitions, writing an offset into `seek_to[i]` (initially -1) makes fetching
+ * start there, as a custom offset store does (section 4.2.3).
+ */
+typedef void (*runnel_rebalance_callback)(void *user_data,
+                                          int assigned,
+                                          const struct runnel_topic_partition *partitions,
+                                          size_t n,
+                                          int64_t *seek_to);
+
+/**
+ * A consumed record: its topic and partition, and views into the log's memory map, valid until
+ * the poll result is freed.
+ */
+typedef struct runnel_consumer_record {
+  /**
+   * The topic.
+   */
+  const char *topic;
+  /**
+   * The partition.
+   */
+  uint32_t partition;
+  /**
+   * The record itself (its `headers_len` is 0: read headers with a fetch if needed).
+   */
+  struct runnel_record_view record;
+} runnel_consumer_record;
+
+/**
+ * Called, in a later poll, commit or close of the consumer, with the outcome of an async commit.
+ */
+typedef void (*runnel_commit_callback)(void *user_data, enum runnel_result result, const char *error);
 
 #ifdef __cplusplus
 extern "C" {
@@ -851,6 +949,228 @@ enum runnel_result runnel_transaction_abort(const struct runnel_transactional_pr
  * Frees a transactional producer (aborting an open transaction).
  */
 enum runnel_result runnel_transactional_producer_free(struct runnel_transactional_producer *p);
+
+/**
+ * A producer on `log` with `n_config` settings under Kafka's names (`"acks"`, `"batch.size"`,
+ * `"linger.ms"`, `"buffer.memory"`, `"max.block.ms"`, `"enable.idempotence"`,
+ * `"transactional.id"`, ...). Free with [`runnel_producer_free`] (which flushes first).
+ */
+enum runnel_result runnel_producer_new(const struct runnel_log *log,
+                                       const char *const *config,
+                                       size_t n_config,
+                                       struct runnel_producer **out);
+
+/**
+ * Sends one record (its bytes are copied): returns at once, unless the buffer is full (then it
+ * waits up to `max.block.ms`). `callback` (may be NULL) is called once with the outcome, with
+ * `user_data`, possibly on the sender thread. A failure known at once (unknown topic, record too
+ * large, producer closed) is returned here and also given to the callback.
+ */
+enum runnel_result runnel_producer_send(const struct runnel_producer *p,
+                                        const char *topic,
+                                        int64_t partition,
+                                        const struct runnel_record *record,
+                                        runnel_send_callback callback,
+                                        void *user_data);
+
+/**
+ * Sends one record and waits for its outcome (Kafka's `send(record).get()`): `out` (may be NULL)
+ * receives where it went.
+ */
+enum runnel_result runnel_producer_send_sync(const struct runnel_producer *p,
+                                             const char *topic,
+                                             int64_t partition,
+                                             const struct runnel_record *record,
+                                             struct runnel_append_result *out);
+
+/**
+ * Waits until every record sent before the call is complete, callbacks included.
+ */
+enum runnel_result runnel_producer_flush(const struct runnel_producer *p);
+
+/**
+ * Opens a transaction (producers with a `transactional.id`).
+ */
+enum runnel_result runnel_producer_begin_transaction(const struct runnel_producer *p);
+
+/**
+ * Adds a group's offset to the open transaction.
+ */
+enum runnel_result runnel_producer_send_offset_to_transaction(const struct runnel_producer *p,
+                                                              const char *group,
+                                                              const char *topic,
+                                                              uint32_t partition,
+                                                              uint64_t offset);
+
+/**
+ * Flushes, then commits the open transaction.
+ */
+enum runnel_result runnel_producer_commit_transaction(const struct runnel_producer *p);
+
+/**
+ * Flushes, then aborts the open transaction.
+ */
+enum runnel_result runnel_producer_abort_transaction(const struct runnel_producer *p);
+
+/**
+ * Flushes what was sent, waiting up to `timeout_ms` (0: no limit), and stops the sender; what
+ * is still unsent then fails (`RUNNEL_TIMEOUT`). Later sends fail with `RUNNEL_CLOSED`. The
+ * handle stays valid until [`runnel_producer_free`].
+ */
+enum runnel_result runnel_producer_close(const struct runnel_producer *p, uint64_t timeout_ms);
+
+/**
+ * Closes (flushing everything) and frees a producer.
+ */
+enum runnel_result runnel_producer_free(struct runnel_producer *p);
+
+/**
+ * A consumer on `log` with settings under Kafka's names (`"group.id"`, `"enable.auto.commit"`,
+ * `"auto.commit.interval.ms"`, `"auto.offset.reset"`, `"max.poll.records"`, `"isolation.level"`,
+ * `"partition.assignment.strategy"`, ...). Free with [`runnel_consumer_free`] (which closes it:
+ * commits with auto-commit on, and leaves the group).
+ */
+enum runnel_result runnel_consumer_new(const struct runnel_log *log,
+                                       const char *const *config,
+                                       size_t n_config,
+                                       struct runnel_consumer **out);
+
+/**
+ * Subscribes to `n` topics (the group shares their partitions); `callback` (may be NULL) hears
+ * of rebalances, with `user_data`.
+ */
+enum runnel_result runnel_consumer_subscribe(const struct runnel_consumer *c,
+                                             const char *const *topics,
+                                             size_t n,
+                                             runnel_rebalance_callback callback,
+                                             void *user_data);
+
+/**
+ * Subscribes to every topic whose whole name matches the regular expression `pattern`.
+ */
+enum runnel_result runnel_consumer_subscribe_pattern(const struct runnel_consumer *c,
+                                                     const char *pattern,
+                                                     runnel_rebalance_callback callback,
+                                                     void *user_data);
+
+/**
+ * Assigns `n` partitions by hand (no group membership): `topics[i]`, `partitions[i]`.
+ */
+enum runnel_result runnel_consumer_assign(const struct runnel_consumer *c,
+                                          const char *const *topics,
+                                          const uint32_t *partitions,
+                                          size_t n);
+
+/**
+ * Polls: returns as soon as records arrive (up to `max.poll.records`), or after `timeout_ms`
+ * with an empty result; takes part in the group's rebalances (calling the rebalance callback),
+ * auto-commits, and runs the callbacks of finished async commits. Free the result with
+ * [`runnel_polled_free`].
+ */
+enum runnel_result runnel_consumer_poll(const struct runnel_consumer *c,
+                                        uint64_t timeout_ms,
+                                        struct runnel_polled **out);
+
+/**
+ * Number of records polled; 0 for an invalid handle.
+ */
+size_t runnel_polled_count(const struct runnel_polled *p);
+
+/**
+ * The next polled record: `RUNNEL_OK`, or `RUNNEL_DONE` after the last.
+ */
+enum runnel_result runnel_polled_next(struct runnel_polled *p, struct runnel_consumer_record *out);
+
+/**
+ * The polled record at `index`.
+ */
+enum runnel_result runnel_polled_get(const struct runnel_polled *p,
+                                     size_t index,
+                                     struct runnel_consumer_record *out);
+
+/**
+ * Frees a poll result.
+ */
+enum runnel_result runnel_polled_free(struct runnel_polled *p);
+
+/**
+ * Commits the positions of everything the consumer owns (Kafka's `commitSync()`).
+ */
+enum runnel_result runnel_consumer_commit_sync(const struct runnel_consumer *c);
+
+/**
+ * Commits the positions in the background (Kafka's `commitAsync(callback)`); `callback` (may
+ * be NULL) runs in a later poll, commit or close of this consumer, on its thread.
+ */
+enum runnel_result runnel_consumer_commit_async(const struct runnel_consumer *c,
+                                                runnel_commit_callback callback,
+                                                void *user_data);
+
+/**
+ * Commits `offset` (the next to consume) for one partition the consumer owns.
+ */
+enum runnel_result runnel_consumer_commit_offset(const struct runnel_consumer *c,
+                                                 const char *topic,
+                                                 uint32_t partition,
+                                                 uint64_t offset);
+
+/**
+ * The group's committed offset for a partition; `RUNNEL_DONE` when it has none.
+ */
+enum runnel_result runnel_consumer_committed(const struct runnel_consumer *c,
+                                             const char *topic,
+                                             uint32_t partition,
+                                             uint64_t *offset);
+
+/**
+ * The offset of the next record poll will return from an owned partition.
+ */
+enum runnel_result runnel_consumer_position(const struct runnel_consumer *c,
+                                            const char *topic,
+                                            uint32_t partition,
+                                            uint64_t *offset);
+
+/**
+ * Makes the next poll read an owned partition from `offset` (Kafka's `seek`).
+ */
+enum runnel_result runnel_consumer_seek(const struct runnel_consumer *c,
+                                        const char *topic,
+                                        uint32_t partition,
+                                        uint64_t offset);
+
+/**
+ * Seeks an owned partition to its beginning (`to_end` 0) or its end (`to_end` 1).
+ */
+enum runnel_result runnel_consumer_seek_to(const struct runnel_consumer *c,
+                                           const char *topic,
+                                           uint32_t partition,
+                                           int to_end);
+
+/**
+ * Pauses (`paused` 1) or resumes (`paused` 0) fetching from an owned partition.
+ */
+enum runnel_result runnel_consumer_pause(const struct runnel_consumer *c,
+                                         const char *topic,
+                                         uint32_t partition,
+                                         int paused);
+
+/**
+ * The partitions the consumer owns, as "topic-partition" strings in a list; free with
+ * [`runnel_string_list_free`].
+ */
+enum runnel_result runnel_consumer_assignment(const struct runnel_consumer *c,
+                                              struct runnel_string_list **out);
+
+/**
+ * Closes the consumer: waits for async commits, commits with auto-commit on, leaves the group.
+ * The handle stays valid until [`runnel_consumer_free`].
+ */
+enum runnel_result runnel_consumer_close(const struct runnel_consumer *c);
+
+/**
+ * Closes and frees a consumer.
+ */
+enum runnel_result runnel_consumer_free(struct runnel_consumer *c);
 
 #ifdef __cplusplus
 }  // extern "C"

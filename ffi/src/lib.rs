@@ -28,6 +28,9 @@ use std::time::Duration;
 
 use runnel::{Acks, Error, IsolationLevel, Log, LogOptions, OffsetCommit, Record, TopicConfig};
 
+mod clients;
+pub use clients::*;
+
 /// The library's major version.
 pub const RUNNEL_VERSION_MAJOR: u32 = 0;
 /// The library's minor version.
@@ -266,6 +269,7 @@ enum Object {
     Lag(Arc<LagObject>),
     Idempotent(Arc<runnel::IdempotentProducer>),
     Transactional(Arc<runnel::TransactionalProducer>),
+    Client(clients::ClientObject),
 }
 
 static LIVE: LazyLock<RwLock<HashMap<usize, Object>>> = LazyLock::new(Default::default);
@@ -993,7 +997,7 @@ pub struct runnel_record_view {
 }
 
 /// A byte range (start, length) in the fetched bytes.
-type Span = (usize, usize);
+pub(crate) type Span = (usize, usize);
 
 /// Where a record's parts lie in the fetched bytes.
 struct Entry {

@@ -781,3 +781,27 @@ def open(
     return Log(out[0])
 
 
+
+
+# The chapter-4 clients (imported last: they build on the definitions above).
+from .clients import (  # noqa: E402
+    Consumer,
+    ConsumerInterceptor,
+    ConsumerRecord,
+    Producer,
+    ProducerInterceptor,
+    ProducerRecord,
+    RecordMetadata,
+    TopicPartition,
+)
+
+__all__ += [
+    "Producer",
+    "Consumer",
+    "ProducerRecord",
+    "RecordMetadata",
+    "ConsumerRecord",
+    "TopicPartition",
+    "ProducerInterceptor",
+    "ConsumerInterceptor",
+]

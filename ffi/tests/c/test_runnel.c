@@ -481,6 +481,184 @@ static void test_threads(void) {
     OK(runnel_close(log));
 }
 
+/* ---- Chapter 4: the producer and consumer clients ---- */
+
+struct sent {
+    int calls;
+    int errors;
+    int64_t offsets[200];
+    pthread_mutex_t lock;
+};
+
+static void on_send(void *user, enum runnel_result result, const runnel_record_metadata *m, const char *error) {
+    struct sent *s = user;
+    pthread_mutex_lock(&s->lock);
+    if (result == RUNNEL_OK && m != NULL && error == NULL && strcmp(m->topic, "first") == 0) {
+        if (s->calls < 200) s->offsets[s->calls] = m->offset;
+    } else {
+        s->errors++;
+    }
+    s->calls++;
+    pthread_mutex_unlock(&s->lock);
+}
+
+struct store {
+    int64_t offsets[4];
+    int assigned_calls;
+    int revoked_calls;
+};
+
+/* Section 4.2.3: offsets kept outside runnel; seek to them on assignment. */
+static void on_rebalance(void *user, int assigned, const runnel_topic_partition *parts, size_t n, int64_t *seek_to) {
+    struct store *st = user;
+    if (assigned) {
+        st->assigned_calls++;
+        for (size_t i = 0; i < n; i++) seek_to[i] = st->offsets[parts[i].partition];
+    } else {
+        st->revoked_calls++;
+    }
+}
+
+static int commit_callbacks = 0;
+static void on_commit(void *user, enum runnel_result result, const char *error) {
+    (void)user;
+    if (result == RUNNEL_OK && error == NULL) commit_callbacks++;
+}
+
+static void test_clients(void) {
+    runnel_log *log = open_log("clients");
+    OK(runnel_topic_create(log, "first", 2, NULL, 0));
+
+    const char *cfg[] = {"acks", "all", "batch.size", "16384", "linger.ms", "1", "buffer.memory", "33554432"};
+    runnel_producer *p = NULL;
+    OK(runnel_producer_new(log, cfg, 4, &p));
+    const char *bad_cfg[] = {"bootstrap.servers", "x:9092"};
+    runnel_producer *bad = NULL;
+    EXPECT(runnel_producer_new(log, bad_cfg, 1, &bad), RUNNEL_INVALID_ARGUMENT);
+
+    /* 4.1.2: asynchronous sends with a callback; one call each, in offset order per partition. */
+    struct sent s;
+    memset(&s, 0, sizeof s);
+    pthread_mutex_init(&s.lock, NULL);
+    char key[16], value[16];
+    for (int i = 0; i < 100; i++) {
+        snprintf(key, sizeof key, "%d", i);
+        snprintf(value, sizeof value, "%d", i);
+        runnel_record r = rec(key, value);
+        OK(runnel_producer_send(p, "first", 0, &r, on_send, &s));
+    }
+    /* Without a callback too. */
+    runnel_record plain = rec(NULL, "no callback");
+    OK(runnel_producer_send(p, "first", 1, &plain, NULL, NULL));
+    OK(runnel_producer_flush(p));
+    CHECK(s.calls == 100 && s.errors == 0);
+    for (int i = 0; i < 100; i++) CHECK(s.offsets[i] == i);
+    /* A failure known at once is returned and given to the callback. */
+    EXPECT(runnel_producer_send(p, "nope", 0, &plain, on_send, &s), RUNNEL_UNKNOWN_TOPIC_OR_PARTITION);
+    CHECK(s.errors == 1);
+    EXPECT(runnel_producer_send(p, "first", 0, NULL, NULL, NULL), RUNNEL_NULL_ARGUMENT);
+
+    /* 4.1.3: synchronous send. */
+    runnel_append_result at;
+    runnel_record sync = rec("k", "sync");
+    OK(runnel_producer_send_sync(p, "first", 1, &sync, &at));
+    CHECK(at.partition == 1 && at.base_offset == 1);
+    EXPECT(runnel_producer_begin_transaction(p), RUNNEL_INVALID_TRANSACTION_STATE);
+    OK(runnel_producer_close(p, 0));
+    EXPECT(runnel_producer_send(p, "first", 0, &plain, NULL, NULL), RUNNEL_CLOSED);
+    OK(runnel_producer_free(p));
+    EXPECT(runnel_producer_free(p), RUNNEL_INVALID_HANDLE);
+    pthread_mutex_destroy(&s.lock);
+
+    /* 4.2.2: a consumer with manual commits (commitSync, then commitAsync with a callback). */
+    const char *ccfg[] = {"group.id", "test", "enable.auto.commit", "false", "auto.offset.reset", "earliest"};
+    runnel_consumer *c = NULL;
+    OK(runnel_consumer_new(log, ccfg, 3, &c));
+    const char *topics[] = {"first"};
+    OK(runnel_consumer_subscribe(c, topics, 1, NULL, NULL));
+    size_t got = 0;
+    for (int round = 0; round < 100 && got < 102; round++) {
+        runnel_polled *polled = NULL;
+        OK(runnel_consumer_poll(c, 100, &polled));
+        runnel_consumer_record cr;
+        while (runnel_polled_next(polled, &cr) == RUNNEL_OK) {
+            CHECK(strcmp(cr.topic, "first") == 0);
+            got++;
+        }
+        OK(runnel_polled_free(polled));
+        OK(runnel_consumer_commit_sync(c));
+    }
+    CHECK(got == 102);
+    uint64_t committed = 0;
+    OK(runnel_consumer_committed(c, "first", 0, &committed));
+    CHECK(committed == 100);
+    OK(runnel_consumer_commit_async(c, on_commit, NULL));
+    runnel_polled *empty = NULL;
+    OK(runnel_consumer_poll(c, 10, &empty));
+    CHECK(runnel_polled_count(empty) == 0);
+    OK(runnel_polled_free(empty));
+    OK(runnel_consumer_close(c));
+    CHECK(commit_callbacks == 1);
+    OK(runnel_consumer_free(c));
+
+    /* 4.2.3: a custom offset store through the rebalance callback; seek, position, pause. */
+    const char *scfg[] = {"group.id", "store", "enable.auto.commit", "false"};
+    OK(runnel_consumer_new(log, scfg, 2, &c));
+    struct store st = {{90, 0, 0, 0}, 0, 0};
+    OK(runnel_consumer_subscribe(c, topics, 1, on_rebalance, &st));
+    size_t from_store = 0;
+    int saw_90 = 0;
+    for (int round = 0; round < 50 && from_store < 12; round++) {
+        runnel_polled *polled = NULL;
+        OK(runnel_consumer_poll(c, 50, &polled));
+        runnel_consumer_record cr;
+        for (size_t i = 0; i < runnel_polled_count(polled); i++) {
+            OK(runnel_polled_get(polled, i, &cr));
+            if (cr.partition == 0 && cr.record.offset == 90) saw_90 = 1;
+            CHECK(cr.partition != 0 || cr.record.offset >= 90);
+            from_store++;
+        }
+        EXPECT(runnel_polled_get(polled, 9999, &cr), RUNNEL_INVALID_ARGUMENT);
+        OK(runnel_polled_free(polled));
+    }
+    CHECK(st.assigned_calls == 1 && saw_90 && from_store == 12);
+    uint64_t pos = 0;
+    OK(runnel_consumer_position(c, "first", 0, &pos));
+    CHECK(pos == 100);
+    OK(runnel_consumer_seek(c, "first", 0, 95));
+    OK(runnel_consumer_pause(c, "first", 1, 1));
+    runnel_polled *polled = NULL;
+    OK(runnel_consumer_poll(c, 100, &polled));
+    CHECK(runnel_polled_count(polled) == 5);
+    OK(runnel_polled_free(polled));
+    OK(runnel_consumer_seek_to(c, "first", 0, 0));
+    OK(runnel_consumer_position(c, "first", 0, &pos));
+    CHECK(pos == 0);
+    runnel_string_list *assignment = NULL;
+    OK(runnel_consumer_assignment(c, &assignment));
+    CHECK(runnel_string_list_len(assignment) == 2 && strcmp(runnel_string_list_get(assignment, 0), "first-0") == 0);
+    OK(runnel_string_list_free(assignment));
+    EXPECT(runnel_consumer_seek(c, "first", 7, 0), RUNNEL_INVALID_ARGUMENT);
+    OK(runnel_consumer_free(c));
+    CHECK(st.revoked_calls == 1);
+    EXPECT(runnel_consumer_poll(c, 0, &polled), RUNNEL_INVALID_HANDLE);
+
+    /* assign() without a group, and a consumer config error. */
+    runnel_consumer *manual = NULL;
+    const char *mcfg[] = {"auto.offset.reset", "earliest"};
+    OK(runnel_consumer_new(log, mcfg, 1, &manual));
+    uint32_t parts[] = {1};
+    OK(runnel_consumer_assign(manual, topics, parts, 1));
+    OK(runnel_consumer_poll(manual, 100, &polled));
+    CHECK(runnel_polled_count(polled) == 2);
+    OK(runnel_polled_free(polled));
+    EXPECT(runnel_consumer_commit_sync(manual), RUNNEL_INVALID_ARGUMENT);
+    OK(runnel_consumer_free(manual));
+    const char *badc[] = {"auto.offset.reset", "smallest"};
+    EXPECT(runnel_consumer_new(log, badc, 1, &manual), RUNNEL_INVALID_ARGUMENT);
+    OK(runnel_close(log));
+}
+
 int main(int argc, char **argv) {
     if (argc != 2) {
         fprintf(stderr, "usage: %s SCRATCH_DIR\n", argv[0]);
@@ -495,6 +673,7 @@ int main(int argc, char **argv) {
     test_read_only();
     test_producers();
     test_threads();
+    test_clients();
     /* Every handle was released (a leak checker cannot see the ones the handle table holds). */
     CHECK(runnel_live_handles() == 0);
     printf("%d checks, %d failures\n", checks, failures);
