@@ -654,6 +654,47 @@ static void test_clients(void) {
     OK(runnel_polled_free(polled));
     EXPECT(runnel_consumer_commit_sync(manual), RUNNEL_INVALID_ARGUMENT);
     OK(runnel_consumer_free(manual));
+    /* A transactional producer client, and a read_committed consumer with a pattern. */
+    const char *tcfg[] = {"transactional.id", "c-tx"};
+    runnel_producer *tp = NULL;
+    OK(runnel_producer_new(log, tcfg, 1, &tp));
+    OK(runnel_topic_create(log, "orders-eu", 1, NULL, 0));
+    OK(runnel_producer_begin_transaction(tp));
+    runnel_record ab = rec(NULL, "aborted");
+    OK(runnel_producer_send(tp, "orders-eu", 0, &ab, NULL, NULL));
+    OK(runnel_producer_abort_transaction(tp));
+    OK(runnel_producer_begin_transaction(tp));
+    runnel_record cm = rec(NULL, "committed");
+    OK(runnel_producer_send(tp, "orders-eu", 0, &cm, NULL, NULL));
+    OK(runnel_producer_send_offset_to_transaction(tp, "pattern", "first", 0, 3));
+    OK(runnel_producer_commit_transaction(tp));
+    OK(runnel_producer_free(tp));
+    const char *rc[] = {"group.id", "pattern", "isolation.level", "read_committed", "auto.offset.reset", "earliest",
+                        "enable.auto.commit", "false"};
+    runnel_consumer *pc = NULL;
+    OK(runnel_consumer_new(log, rc, 4, &pc));
+    OK(runnel_consumer_subscribe_pattern(pc, "orders-.*", NULL, NULL));
+    EXPECT(runnel_consumer_subscribe_pattern(pc, "(", NULL, NULL), RUNNEL_INVALID_ARGUMENT);
+    OK(runnel_consumer_subscribe_pattern(pc, "orders-.*", NULL, NULL));
+    size_t seen_committed = 0;
+    for (int round = 0; round < 50 && seen_committed == 0; round++) {
+        OK(runnel_consumer_poll(pc, 50, &polled));
+        runnel_consumer_record cr;
+        while (runnel_polled_next(polled, &cr) == RUNNEL_OK) {
+            CHECK(strcmp(cr.topic, "orders-eu") == 0 && view_is(&cr.record, NULL, "committed"));
+            seen_committed++;
+        }
+        OK(runnel_polled_free(polled));
+    }
+    CHECK(seen_committed == 1);
+    OK(runnel_consumer_commit_offset(pc, "orders-eu", 0, 1));
+    EXPECT(runnel_consumer_commit_offset(pc, "first", 0, 1), RUNNEL_COMMIT_FAILED);
+    OK(runnel_consumer_committed(pc, "first", 0, &committed));
+    CHECK(committed == 3);
+    OK(runnel_consumer_pause(pc, "orders-eu", 0, 1));
+    OK(runnel_consumer_pause(pc, "orders-eu", 0, 0));
+    OK(runnel_consumer_free(pc));
+
     const char *badc[] = {"auto.offset.reset", "smallest"};
     EXPECT(runnel_consumer_new(log, badc, 1, &manual), RUNNEL_INVALID_ARGUMENT);
     OK(runnel_close(log));
