@@ -9,6 +9,9 @@ cargo clippy --all-targets -- -D warnings
 cargo clippy --all-targets --features fault-injection -- -D warnings
 cargo test --all-targets --features fault-injection
 cargo test --doc
+# The CLI: clippy, then its tests, which drive the built binary as a user would.
+cargo clippy -p runnel-cli --all-targets -- -D warnings
+cargo test -p runnel-cli
 # The C ABI: clippy, the header check (include/runnel.h must match ffi/src/lib.rs), then the C test
 # suite under ASan/UBSan, the C example, and an install through pkg-config (scripts/c-tests.sh).
 cargo clippy -p runnel-ffi --all-targets -- -D warnings

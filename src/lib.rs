@@ -33,6 +33,7 @@ mod config;
 mod error;
 pub mod format;
 mod groups;
+pub mod inspect;
 mod internal;
 pub mod log;
 pub mod partitioner;
