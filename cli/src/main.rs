@@ -48,6 +48,7 @@ enum Command {
     #[command(after_help = "Example:\n  runnel dump-log --topic events --partition 0 --print-data --verify-index")]
     DumpLog(DumpArgs),
     /// Check every segment and index; with --repair, cut torn tails and rebuild indexes.
+    #[command(after_help = "Examples:\n  runnel verify\n  runnel verify --repair")]
     Verify(VerifyArgs),
     /// Measure produce or consume throughput and latency (kafka-producer-perf-test).
     #[command(subcommand)]
@@ -67,6 +68,7 @@ enum Format {
 #[derive(Subcommand)]
 enum TopicsCmd {
     /// The topics.
+    #[command(after_help = "Example:\n  runnel topics list --format json")]
     List {
         #[arg(long, value_enum, default_value_t)]
         format: Format,
@@ -83,6 +85,7 @@ enum TopicsCmd {
         configs: Vec<(String, String)>,
     },
     /// Config, and per partition: log start offset, high watermark, log end offset, segments, bytes.
+    #[command(after_help = "Example:\n  runnel topics describe --topic events")]
     Describe {
         #[arg(long)]
         topic: String,
@@ -90,11 +93,13 @@ enum TopicsCmd {
         format: Format,
     },
     /// Delete a topic and its data.
+    #[command(after_help = "Example:\n  runnel topics delete --topic events")]
     Delete {
         #[arg(long)]
         topic: String,
     },
     /// Raise a topic's partition count.
+    #[command(after_help = "Example:\n  runnel topics alter --topic events --partitions 6")]
     Alter {
         #[arg(long)]
         topic: String,
@@ -172,11 +177,13 @@ struct ConsumeArgs {
 #[derive(Subcommand)]
 enum GroupsCmd {
     /// The groups with committed offsets.
+    #[command(after_help = "Example:\n  runnel groups list")]
     List {
         #[arg(long, value_enum, default_value_t)]
         format: Format,
     },
     /// Per partition: committed offset, high watermark, lag.
+    #[command(after_help = "Example:\n  runnel groups describe --group billing")]
     Describe {
         #[arg(long)]
         group: String,
@@ -202,6 +209,7 @@ enum GroupsCmd {
         execute: bool,
     },
     /// Delete a group's offsets.
+    #[command(after_help = "Example:\n  runnel groups delete --group billing")]
     Delete {
         #[arg(long)]
         group: String,
@@ -239,6 +247,7 @@ struct VerifyArgs {
 #[derive(Subcommand)]
 enum PerfCmd {
     /// Produce N records of B bytes and report throughput and send-to-ack latency.
+    #[command(after_help = "Example:\n  runnel perf produce --topic events --records 1000000 --record-size 100 --acks all --threads 4")]
     Produce {
         #[arg(long)]
         topic: String,
@@ -257,6 +266,7 @@ enum PerfCmd {
         format: Format,
     },
     /// Read N records (default: all) from the beginning of every partition and report throughput.
+    #[command(after_help = "Example:\n  runnel perf consume --topic events")]
     Consume {
         #[arg(long)]
         topic: String,
@@ -270,11 +280,13 @@ enum PerfCmd {
 #[derive(Subcommand)]
 enum TxnCmd {
     /// Transactional ids and their state.
+    #[command(after_help = "Example:\n  runnel transactions list")]
     List {
         #[arg(long, value_enum, default_value_t)]
         format: Format,
     },
     /// One transactional id.
+    #[command(after_help = "Example:\n  runnel transactions describe --id enricher-1")]
     Describe {
         #[arg(long)]
         id: String,
@@ -282,6 +294,7 @@ enum TxnCmd {
         format: Format,
     },
     /// Abort a transactional id's open transaction and fence its producer.
+    #[command(after_help = "Example:\n  runnel transactions abort --id enricher-1")]
     Abort {
         #[arg(long)]
         id: String,
@@ -921,8 +934,9 @@ fn dump_log(dir: &Path, a: DumpArgs, out: &mut impl Write) -> Outcome {
                 Ok(entries) => {
                     let bad = entries.iter().filter(|e| !e.valid).count();
                     writeln!(out, "Index {}: {} entries, {} invalid", s.index.display(), entries.len(), bad)?;
-                    for e in entries.iter().filter(|e| !e.valid) {
-                        writeln!(out, "  invalid: offset {} -> position {}", e.offset, e.position)?;
+                    for e in &entries {
+                        let status = if e.valid { "" } else { "  INVALID: no batch of that offset starts there" };
+                        writeln!(out, "offset: {} position: {}{status}", e.offset, e.position)?;
                     }
                 }
                 Err(e) => writeln!(out, "Index: {e} (the active segment's index is written at close)")?,
