@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 cargo build -p runnel-ffi
 out="${CARGO_TARGET_DIR:-target}/c-tests"
 mkdir -p "$out"
+out=$(cd "$out" && pwd)
 lib="${CARGO_TARGET_DIR:-target}/debug/librunnel_ffi.a"
 cflags=(-std=c11 -g -O1 -Wall -Wextra -Werror -fsanitize=address,undefined -fno-omit-frame-pointer -Iinclude)
 libs=("$lib" -lgcc_s -lutil -lrt -lpthread -lm -ldl)
@@ -17,7 +18,7 @@ scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 "$out/test_runnel" "$scratch"
-(cd "$scratch" && "$OLDPWD/$out/quickstart" > quickstart.out && grep -q "offset 0" quickstart.out)
+(cd "$scratch" && "$out/quickstart" > quickstart.out && grep -q "offset 0" quickstart.out)
 # The packaging: install under a prefix and build the example against the shared library through
 # pkg-config, as a C developer would.
 bash scripts/install-c.sh "$scratch/prefix" --debug > /dev/null

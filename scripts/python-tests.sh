@@ -8,7 +8,8 @@ venv="${CARGO_TARGET_DIR:-target}/py-venv"
 if [ ! -x "$venv/bin/python" ]; then
     python3 -m venv "$venv"
 fi
+venv=$(cd "$venv" && pwd)
 "$venv/bin/pip" install --quiet --disable-pip-version-check cffi pytest
 "$venv/bin/pip" install --quiet --disable-pip-version-check --force-reinstall --no-deps ./python
 # Run from outside the source tree, so that the installed package is the one imported.
-(cd python/tests && "$OLDPWD/$venv/bin/python" -m pytest -q -p no:cacheprovider .)
+(cd python/tests && "$venv/bin/python" -m pytest -q -p no:cacheprovider .)
