@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -279,7 +279,9 @@ pub(crate) struct Shared {
     topics: RwLock<TopicMap>,
     pub(crate) groups: Groups,
     /// The transaction coordinator, once `__transaction_state` exists.
-    coordinator: Mutex<Option<Arc<Coordinator>>>,
+    coordinator: OnceLock<Arc<Coordinator>>,
+    /// Serializes the coordinator's lazy creation (its reads need no lock).
+    coordinator_init: Mutex<()>,
     closed: AtomicBool,
     stop: (Mutex<bool>, Condvar),
     recovery: Mutex<Vec<(String, u32, RecoveryReport)>>,
@@ -673,7 +675,8 @@ impl Log {
             catalog: Mutex::new(catalog),
             topics: RwLock::new(topics),
             groups,
-            coordinator: Mutex::new(coordinator),
+            coordinator: coordinator.map(OnceLock::from).unwrap_or_default(),
+            coordinator_init: Mutex::new(()),
             closed: AtomicBool::new(false),
             stop: (Mutex::new(false), Condvar::new()),
             recovery: Mutex::new(reports),
@@ -933,7 +936,7 @@ impl Log {
         acks: Acks,
         producer: ProducerBatch,
     ) -> Result<AppendResult> {
-        let allocated = lock(&self.w()?.coordinator).as_ref().is_some_and(|c| c.allocated(producer.producer_id));
+        let allocated = self.w()?.coordinator.get().is_some_and(|c| c.allocated(producer.producer_id));
         if !allocated || producer.producer_epoch < 0 || producer.base_sequence < 0 {
             return Err(Error::InvalidArgument(format!(
                 "producer id {} (epoch {}, sequence {}) was not allocated by this log; use allocate_producer_id",
@@ -979,21 +982,20 @@ impl Log {
     /// coordinator, not the log).
     pub fn list_transactions(&self) -> Vec<TransactionDescription> {
         let Some(shared) = &self.shared else { return Vec::new() };
-        lock(&shared.coordinator).as_ref().map(|c| c.describe_all()).unwrap_or_default()
+        shared.coordinator.get().map(|c| c.describe_all()).unwrap_or_default()
     }
 
     /// One transactional id's state, or `None` if the log has never seen it (always `None` on a
     /// read-only handle; see [`Log::list_transactions`]).
     pub fn describe_transaction(&self, transactional_id: &str) -> Option<TransactionDescription> {
-        lock(&self.shared.as_ref()?.coordinator).as_ref().and_then(|c| c.entry(transactional_id)).and_then(|e| e.describe())
+        self.shared.as_ref()?.coordinator.get().and_then(|c| c.entry(transactional_id)).and_then(|e| e.describe())
     }
 
     /// Aborts a transactional id's open transaction and fences its producer, as an operator does
     /// with `kafka-transactions.sh abort` for a hanging transaction. Waits for a call of that
     /// producer in progress to finish. Returns whether a transaction was open.
     pub fn abort_transaction(&self, transactional_id: &str) -> Result<bool> {
-        let coordinator = lock(&self.w()?.coordinator).clone();
-        let Some(c) = coordinator else { return Ok(false) };
+        let Some(c) = self.w()?.coordinator.get().cloned() else { return Ok(false) };
         let Some(entry) = c.entry(transactional_id) else { return Ok(false) };
         let mut inner = entry.inner.lock().unwrap_or_else(|e| e.into_inner());
         c.abort_and_fence(&**self.w()?, transactional_id, &mut inner)
@@ -1400,8 +1402,11 @@ impl Shared {
     /// The transaction coordinator, creating `__transaction_state` on first use (as Kafka does).
     pub(crate) fn coordinator(&self) -> Result<Arc<Coordinator>> {
         self.check_open()?;
-        let mut slot = lock(&self.coordinator);
-        if let Some(c) = &*slot {
+        if let Some(c) = self.coordinator.get() {
+            return Ok(c.clone());
+        }
+        let _creating = lock(&self.coordinator_init);
+        if let Some(c) = self.coordinator.get() {
             return Ok(c.clone());
         }
         let mut catalog = lock(&self.catalog);
@@ -1409,7 +1414,7 @@ impl Shared {
         let t = create_topic_files(&*self.vfs, &self.vfs, &self.dir, &mut catalog, TRANSACTION_STATE_TOPIC, 1, &config, &[], &self.env)?;
         let c = Arc::new(Coordinator::load(t.partition(0)?)?);
         self.topics.write().unwrap_or_else(|e| e.into_inner()).insert(TRANSACTION_STATE_TOPIC.to_string(), t);
-        *slot = Some(c.clone());
+        let _ = self.coordinator.set(c.clone());
         Ok(c)
     }
 }
@@ -1609,8 +1614,7 @@ fn maintenance_loop(s: &Shared) {
                 log::error!("background flush of {}-{}: {e}", p.topic, p.id);
             }
         }
-        let coordinator = lock(&s.coordinator).clone();
-        if let Some(c) = coordinator {
+        if let Some(c) = s.coordinator.get().cloned() {
             c.abort_expired(s, now);
         }
         if last_retention.elapsed() >= s.options.retention_check_interval {
