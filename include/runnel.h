@@ -459,9 +459,12 @@ typedef struct runnel_topic_partition {
 
 /**
  * Called by a subscribed consumer's poll, on the polling thread, when a rebalance takes
- * partitions away (`assigned` 0; commit what was processed) or gives it some (`assigned` 1).
- * For assigned partitions, writing an offset into `seek_to[i]` (initially -1) makes fetching
- * start there, as a custom offset store does (section 4.2.3).
+ * partitions away (`assigned` 0: save what was processed, in your own store) or gives it some
+ * (`assigned` 1). For assigned partitions, writing an offset into `seek_to[i]` (initially -1)
+ * makes fetching start there, as a custom offset store does (section 4.2.3). The consumer is
+ * inside its poll: a call on it from the callback is refused (`RUNNEL_INVALID_ARGUMENT`), so
+ * commit to runnel before the next poll, or enable auto-commit, which commits revoked
+ * partitions just before this call.
  */
 typedef void (*runnel_rebalance_callback)(void *user_data,
                                           int assigned,
@@ -504,9 +507,10 @@ extern "C" {
 const char *runnel_last_error(void);
 
 /**
- * The name of a result code, such as `"RUNNEL_LOCKED"`; a static string, never NULL.
+ * The name of a result code, such as `"RUNNEL_LOCKED"` (`"RUNNEL_UNKNOWN"` for a number that is
+ * not one); a static string, never NULL.
  */
-const char *runnel_result_name(enum runnel_result result);
+const char *runnel_result_name(int result);
 
 /**
  * The library version as a string, such as `"0.1.0"`; static, never NULL.
@@ -963,8 +967,11 @@ enum runnel_result runnel_producer_new(const struct runnel_log *log,
 /**
  * Sends one record (its bytes are copied): returns at once, unless the buffer is full (then it
  * waits up to `max.block.ms`). `callback` (may be NULL) is called once with the outcome, with
- * `user_data`, possibly on the sender thread. A failure known at once (unknown topic, record too
- * large, producer closed) is returned here and also given to the callback.
+ * `user_data`, possibly on the sender thread. If this returns `RUNNEL_NULL_ARGUMENT`,
+ * `RUNNEL_INVALID_HANDLE`, `RUNNEL_INVALID_UTF8` or `RUNNEL_INVALID_ARGUMENT` (bad arguments,
+ * nothing was sent), the callback is not called; otherwise it is called exactly once, also for a
+ * failure known at once (unknown topic, record too large, producer closed), which is returned
+ * here too.
  */
 enum runnel_result runnel_producer_send(const struct runnel_producer *p,
                                         const char *topic,
@@ -975,7 +982,8 @@ enum runnel_result runnel_producer_send(const struct runnel_producer *p,
 
 /**
  * Sends one record and waits for its outcome (Kafka's `send(record).get()`): `out` (may be NULL)
- * receives where it went.
+ * receives its partition and offset (`base_offset` = `last_offset`; `UINT64_MAX` with acks=0,
+ * which completes before the offset is known) and, in `log_append_time`, the record's timestamp.
  */
 enum runnel_result runnel_producer_send_sync(const struct runnel_producer *p,
                                              const char *topic,
@@ -984,7 +992,9 @@ enum runnel_result runnel_producer_send_sync(const struct runnel_producer *p,
                                              struct runnel_append_result *out);
 
 /**
- * Waits until every record sent before the call is complete, callbacks included.
+ * Waits until every record sent before the call is complete, callbacks included. Refused
+ * (`RUNNEL_INVALID_ARGUMENT`) from inside one of the producer's callbacks, as are close, free and
+ * the transaction calls: they wait for the callbacks.
  */
 enum runnel_result runnel_producer_flush(const struct runnel_producer *p);
 

@@ -301,3 +301,34 @@ fn a_member_with_another_strategy_cannot_join() -> TestResult {
     assert!(matches!(b.subscribe(Subscription::Topics(vec!["t".into()])), Err(Error::InvalidArgument(_))));
     Ok(())
 }
+
+/// A round in which one member stops polling still completes for the others once that member
+/// is dropped (a review found it could wait forever when the drop happened in a heartbeat that
+/// brought no fresh topic metadata).
+#[test]
+fn a_round_completes_when_a_member_expires_during_it() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let log = open(dir.path())?;
+    log.create_topic("t", 3, TopicConfig::default())?;
+    let config = || ConsumerConfig { max_poll_interval: Duration::from_millis(300), ..ConsumerConfig::group("g") };
+    let mut a = Consumer::new(&log, config())?;
+    let mut b = Consumer::new(&log, config())?;
+    a.subscribe(Subscription::Topics(vec!["t".into()]))?;
+    b.subscribe(Subscription::Topics(vec!["t".into()]))?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while (a.assignment().is_empty() || b.assignment().is_empty()) && Instant::now() < deadline {
+        a.poll(Duration::from_millis(5))?;
+        b.poll(Duration::from_millis(5))?;
+    }
+    // c joins; b never polls again.
+    let mut c = Consumer::new(&log, config())?;
+    c.subscribe(Subscription::Topics(vec!["t".into()]))?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while a.assignment().len() + c.assignment().len() != 3 && Instant::now() < deadline {
+        a.poll(Duration::from_millis(3))?;
+        c.poll(Duration::from_millis(3))?;
+    }
+    assert_eq!(a.assignment().len() + c.assignment().len(), 3, "a and c share all three partitions");
+    assert!(!a.assignment().is_empty() && !c.assignment().is_empty());
+    Ok(())
+}

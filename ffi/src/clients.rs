@@ -60,9 +60,12 @@ pub struct runnel_topic_partition {
 }
 
 /// Called by a subscribed consumer's poll, on the polling thread, when a rebalance takes
-/// partitions away (`assigned` 0; commit what was processed) or gives it some (`assigned` 1).
-/// For assigned partitions, writing an offset into `seek_to[i]` (initially -1) makes fetching
-/// start there, as a custom offset store does (section 4.2.3).
+/// partitions away (`assigned` 0: save what was processed, in your own store) or gives it some
+/// (`assigned` 1). For assigned partitions, writing an offset into `seek_to[i]` (initially -1)
+/// makes fetching start there, as a custom offset store does (section 4.2.3). The consumer is
+/// inside its poll: a call on it from the callback is refused (`RUNNEL_INVALID_ARGUMENT`), so
+/// commit to runnel before the next poll, or enable auto-commit, which commits revoked
+/// partitions just before this call.
 pub type runnel_rebalance_callback =
     Option<extern "C" fn(user_data: *mut c_void, assigned: c_int, partitions: *const runnel_topic_partition, n: usize, seek_to: *mut i64)>;
 
@@ -181,7 +184,7 @@ pub extern "C" fn runnel_producer_new(
             c.set(k, v)?;
         }
         let arc = Arc::new(Producer::new(&log, c)?);
-        let h = register(&arc, ClientObject::Producer(arc.clone()).into());
+        let h = register(ClientObject::Producer(arc.clone()).into());
         write_out(out, h as *mut runnel_producer);
         Ok(())
     })
@@ -212,8 +215,11 @@ fn metadata_call(
 
 /// Sends one record (its bytes are copied): returns at once, unless the buffer is full (then it
 /// waits up to `max.block.ms`). `callback` (may be NULL) is called once with the outcome, with
-/// `user_data`, possibly on the sender thread. A failure known at once (unknown topic, record too
-/// large, producer closed) is returned here and also given to the callback.
+/// `user_data`, possibly on the sender thread. If this returns `RUNNEL_NULL_ARGUMENT`,
+/// `RUNNEL_INVALID_HANDLE`, `RUNNEL_INVALID_UTF8` or `RUNNEL_INVALID_ARGUMENT` (bad arguments,
+/// nothing was sent), the callback is not called; otherwise it is called exactly once, also for a
+/// failure known at once (unknown topic, record too large, producer closed), which is returned
+/// here too.
 #[unsafe(no_mangle)]
 pub extern "C" fn runnel_producer_send(
     p: *const runnel_producer,
@@ -242,7 +248,8 @@ pub extern "C" fn runnel_producer_send(
 }
 
 /// Sends one record and waits for its outcome (Kafka's `send(record).get()`): `out` (may be NULL)
-/// receives where it went.
+/// receives its partition and offset (`base_offset` = `last_offset`; `UINT64_MAX` with acks=0,
+/// which completes before the offset is known) and, in `log_append_time`, the record's timestamp.
 #[unsafe(no_mangle)]
 pub extern "C" fn runnel_producer_send_sync(
     p: *const runnel_producer,
@@ -256,7 +263,7 @@ pub extern "C" fn runnel_producer_send_sync(
         let record = producer_record(topic, partition, record)?;
         let m = p.send(record).get()?;
         if !out.is_null() {
-            let offset = m.offset.unwrap_or(0);
+            let offset = m.offset.unwrap_or(u64::MAX);
             write_out(
                 out,
                 runnel_append_result { partition: m.partition, base_offset: offset, last_offset: offset, log_append_time: m.timestamp },
@@ -293,11 +300,17 @@ fn producer_record(
     })
 }
 
-/// Waits until every record sent before the call is complete, callbacks included.
+/// Waits until every record sent before the call is complete, callbacks included. Refused
+/// (`RUNNEL_INVALID_ARGUMENT`) from inside one of the producer's callbacks, as are close, free and
+/// the transaction calls: they wait for the callbacks.
 #[unsafe(no_mangle)]
 pub extern "C" fn runnel_producer_flush(p: *const runnel_producer) -> runnel_result {
     guard(|| {
-        producer_of(p)?.flush();
+        let p = producer_of(p)?;
+        if p.on_sender_thread() {
+            return fail(RUNNEL_INVALID_ARGUMENT, "flush cannot run in one of the producer's own callbacks: it waits for them");
+        }
+        p.flush();
         Ok(())
     })
 }
@@ -350,6 +363,9 @@ pub extern "C" fn runnel_producer_close(p: *const runnel_producer, timeout_ms: u
 #[unsafe(no_mangle)]
 pub extern "C" fn runnel_producer_free(p: *mut runnel_producer) -> runnel_result {
     guard(|| {
+        if producer_of(p)?.on_sender_thread() {
+            return fail(RUNNEL_INVALID_ARGUMENT, "a producer cannot be freed in one of its own callbacks");
+        }
         let o = unregister(p as usize, |o| matches!(o, Object::Client(ClientObject::Producer(_))), "runnel_producer")?;
         if let Object::Client(ClientObject::Producer(p)) = o {
             p.close(None)?;
@@ -380,7 +396,7 @@ pub extern "C" fn runnel_consumer_new(
             c.set(k, v)?;
         }
         let arc = Arc::new(Mutex::new(Consumer::new(&log, c)?));
-        let h = register(&arc, ClientObject::Consumer(arc.clone()).into());
+        let h = register(ClientObject::Consumer(arc.clone()).into());
         write_out(out, h as *mut runnel_consumer);
         Ok(())
     })
@@ -555,7 +571,7 @@ pub extern "C" fn runnel_consumer_poll(c: *const runnel_consumer, timeout_ms: u6
         let c = consumer_of(c)?;
         let records = use_consumer(&c)?.poll(Duration::from_millis(timeout_ms))?;
         let arc = Arc::new(PolledObject::new(records)?);
-        let h = register(&arc, ClientObject::Polled(arc.clone()).into());
+        let h = register(ClientObject::Polled(arc.clone()).into());
         write_out(out, h as *mut runnel_polled);
         Ok(())
     })
@@ -754,6 +770,11 @@ pub extern "C" fn runnel_consumer_close(c: *const runnel_consumer) -> runnel_res
 #[unsafe(no_mangle)]
 pub extern "C" fn runnel_consumer_free(c: *mut runnel_consumer) -> runnel_result {
     guard(|| {
+        // Refused, before anything changes, while the consumer is in use (from one of its own
+        // poll's callbacks, or on another thread).
+        let arc = consumer_of(c)?;
+        drop(use_consumer(&arc)?);
+        drop(arc);
         let o = unregister(c as usize, |o| matches!(o, Object::Client(ClientObject::Consumer(_))), "runnel_consumer")?;
         if let Object::Client(ClientObject::Consumer(c)) = o {
             lock(&c).close()?;

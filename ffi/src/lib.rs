@@ -180,34 +180,36 @@ pub extern "C" fn runnel_last_error() -> *const c_char {
     LAST_ERROR.with(|e| e.borrow().as_ptr())
 }
 
-/// The name of a result code, such as `"RUNNEL_LOCKED"`; a static string, never NULL.
+/// The name of a result code, such as `"RUNNEL_LOCKED"` (`"RUNNEL_UNKNOWN"` for a number that is
+/// not one); a static string, never NULL.
 #[unsafe(no_mangle)]
-pub extern "C" fn runnel_result_name(result: runnel_result) -> *const c_char {
+pub extern "C" fn runnel_result_name(result: c_int) -> *const c_char {
     let s: &'static CStr = match result {
-        RUNNEL_OK => c"RUNNEL_OK",
-        RUNNEL_NULL_ARGUMENT => c"RUNNEL_NULL_ARGUMENT",
-        RUNNEL_INVALID_UTF8 => c"RUNNEL_INVALID_UTF8",
-        RUNNEL_PANIC => c"RUNNEL_PANIC",
-        RUNNEL_INVALID_HANDLE => c"RUNNEL_INVALID_HANDLE",
-        RUNNEL_LOCKED => c"RUNNEL_LOCKED",
-        RUNNEL_INVALID_TOPIC => c"RUNNEL_INVALID_TOPIC",
-        RUNNEL_TOPIC_EXISTS => c"RUNNEL_TOPIC_EXISTS",
-        RUNNEL_UNKNOWN_TOPIC_OR_PARTITION => c"RUNNEL_UNKNOWN_TOPIC_OR_PARTITION",
-        RUNNEL_INVALID_ARGUMENT => c"RUNNEL_INVALID_ARGUMENT",
-        RUNNEL_OFFSET_OUT_OF_RANGE => c"RUNNEL_OFFSET_OUT_OF_RANGE",
-        RUNNEL_RECORD_TOO_LARGE => c"RUNNEL_RECORD_TOO_LARGE",
-        RUNNEL_CORRUPT => c"RUNNEL_CORRUPT",
-        RUNNEL_IO => c"RUNNEL_IO",
-        RUNNEL_POISONED => c"RUNNEL_POISONED",
-        RUNNEL_READ_ONLY => c"RUNNEL_READ_ONLY",
-        RUNNEL_CLOSED => c"RUNNEL_CLOSED",
-        RUNNEL_PRODUCER_FENCED => c"RUNNEL_PRODUCER_FENCED",
-        RUNNEL_OUT_OF_ORDER_SEQUENCE => c"RUNNEL_OUT_OF_ORDER_SEQUENCE",
-        RUNNEL_UNKNOWN_PRODUCER_ID => c"RUNNEL_UNKNOWN_PRODUCER_ID",
-        RUNNEL_INVALID_TRANSACTION_STATE => c"RUNNEL_INVALID_TRANSACTION_STATE",
-        RUNNEL_TIMEOUT => c"RUNNEL_TIMEOUT",
-        RUNNEL_COMMIT_FAILED => c"RUNNEL_COMMIT_FAILED",
-        RUNNEL_DONE => c"RUNNEL_DONE",
+        0 => c"RUNNEL_OK",
+        1 => c"RUNNEL_NULL_ARGUMENT",
+        2 => c"RUNNEL_INVALID_UTF8",
+        3 => c"RUNNEL_PANIC",
+        4 => c"RUNNEL_INVALID_HANDLE",
+        5 => c"RUNNEL_LOCKED",
+        10 => c"RUNNEL_INVALID_TOPIC",
+        11 => c"RUNNEL_TOPIC_EXISTS",
+        12 => c"RUNNEL_UNKNOWN_TOPIC_OR_PARTITION",
+        13 => c"RUNNEL_INVALID_ARGUMENT",
+        14 => c"RUNNEL_OFFSET_OUT_OF_RANGE",
+        15 => c"RUNNEL_RECORD_TOO_LARGE",
+        16 => c"RUNNEL_CORRUPT",
+        17 => c"RUNNEL_IO",
+        18 => c"RUNNEL_POISONED",
+        19 => c"RUNNEL_READ_ONLY",
+        20 => c"RUNNEL_CLOSED",
+        21 => c"RUNNEL_PRODUCER_FENCED",
+        22 => c"RUNNEL_OUT_OF_ORDER_SEQUENCE",
+        23 => c"RUNNEL_UNKNOWN_PRODUCER_ID",
+        24 => c"RUNNEL_INVALID_TRANSACTION_STATE",
+        25 => c"RUNNEL_TIMEOUT",
+        26 => c"RUNNEL_COMMIT_FAILED",
+        100 => c"RUNNEL_DONE",
+        _ => c"RUNNEL_UNKNOWN",
     };
     s.as_ptr()
 }
@@ -261,8 +263,21 @@ pub struct runnel_transactional_producer {
     _private: [u8; 0],
 }
 
+/// An open log, and whether `runnel_close` has begun (waiters in `runnel_fetch_wait` stop early).
+pub(crate) struct LogObject {
+    log: Log,
+    closing: std::sync::atomic::AtomicBool,
+}
+
+impl std::ops::Deref for LogObject {
+    type Target = Log;
+    fn deref(&self) -> &Log {
+        &self.log
+    }
+}
+
 enum Object {
-    Log(Arc<Log>),
+    Log(Arc<LogObject>),
     Fetch(Arc<FetchObject>),
     Strings(Arc<StringList>),
     Topic(Arc<TopicObject>),
@@ -274,11 +289,15 @@ enum Object {
 
 static LIVE: LazyLock<RwLock<HashMap<usize, Object>>> = LazyLock::new(Default::default);
 
-/// Registers an object; the handle is the address of its shared allocation (never dereferenced).
-fn register<T>(arc: &Arc<T>, object: Object) -> usize {
-    let addr = Arc::as_ptr(arc) as *const u8 as usize;
-    LIVE.write().unwrap_or_else(|e| e.into_inner()).insert(addr, object);
-    addr
+/// Registers an object and returns its handle: a number from a counter that never repeats (not an
+/// address, which the allocator reuses), so a freed handle can never alias a newer object. It is
+/// never dereferenced.
+fn register(object: Object) -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    // Multiples of 16, never 0: they look like the aligned pointers C code expects handles to be.
+    let id = (NEXT.fetch_add(1, Ordering::Relaxed) + 1) * 16;
+    LIVE.write().unwrap_or_else(|e| e.into_inner()).insert(id, object);
+    id
 }
 
 macro_rules! lookup {
@@ -295,7 +314,7 @@ macro_rules! lookup {
     };
 }
 
-lookup!(log_of, Log, runnel_log, Log, "runnel_log");
+lookup!(log_of, Log, runnel_log, LogObject, "runnel_log");
 lookup!(fetch_of, Fetch, runnel_fetched, FetchObject, "runnel_fetched");
 lookup!(strings_of, Strings, runnel_string_list, StringList, "runnel_string_list");
 lookup!(topic_of, Topic, runnel_topic_description, TopicObject, "runnel_topic_description");
@@ -457,8 +476,8 @@ pub extern "C" fn runnel_open(
         }
         opts = opts.default_topic_config(defaults);
         let log = if read_only { Log::open_read_only(dir, opts)? } else { Log::open(dir, opts)? };
-        let arc = Arc::new(log);
-        let h = register(&arc, Object::Log(arc.clone()));
+        let arc = Arc::new(LogObject { log, closing: Default::default() });
+        let h = register(Object::Log(arc));
         write_out(out, h as *mut runnel_log);
         Ok(())
     })
@@ -473,10 +492,12 @@ pub extern "C" fn runnel_close(log: *mut runnel_log) -> runnel_result {
         let Object::Log(mut arc) = unregister(log as usize, |o| matches!(o, Object::Log(_)), "runnel_log")? else {
             return fail(RUNNEL_INVALID_HANDLE, "not a runnel_log");
         };
-        // Calls in flight hold the log for a moment; producers hold only its internals.
+        // Calls in flight hold the log for a moment (a waiting fetch notices `closing` within
+        // 50 ms); producers and consumers hold only its internals.
+        arc.closing.store(true, Ordering::Release);
         let log = loop {
             match Arc::try_unwrap(arc) {
-                Ok(log) => break log,
+                Ok(o) => break o.log,
                 Err(a) => {
                     arc = a;
                     std::thread::sleep(Duration::from_micros(100));
@@ -552,7 +573,7 @@ struct StringList(Vec<CString>);
 fn make_strings(v: Vec<String>, out: *mut *mut runnel_string_list) -> Outcome {
     let list = StringList(v.into_iter().map(|s| CString::new(s).unwrap_or_default()).collect());
     let arc = Arc::new(list);
-    let h = register(&arc, Object::Strings(arc.clone()));
+    let h = register(Object::Strings(arc.clone()));
     write_out(out, h as *mut runnel_string_list);
     Ok(())
 }
@@ -660,7 +681,7 @@ pub extern "C" fn runnel_topic_describe(
             .map(|(k, v)| (CString::new(k).unwrap_or_default(), CString::new(v).unwrap_or_default()))
             .collect();
         let arc = Arc::new(TopicObject { partitions, config, internal: d.internal });
-        let h = register(&arc, Object::Topic(arc.clone()));
+        let h = register(Object::Topic(arc.clone()));
         write_out(out, h as *mut runnel_topic_description);
         Ok(())
     })
@@ -1065,7 +1086,7 @@ impl FetchObject {
 
 fn make_fetch(fetched: runnel::Fetched, out: *mut *mut runnel_fetched) -> Outcome {
     let arc = Arc::new(FetchObject::new(fetched)?);
-    let h = register(&arc, Object::Fetch(arc.clone()));
+    let h = register(Object::Fetch(arc.clone()));
     write_out(out, h as *mut runnel_fetched);
     Ok(())
 }
@@ -1108,15 +1129,17 @@ pub extern "C" fn runnel_fetch_wait(
 ) -> runnel_result {
     guard(|| {
         let out = out_ptr(out, "out")?;
-        let f = log_of(log)?.fetch_wait(
-            string(topic, "topic")?,
-            partition,
-            offset,
-            max_bytes,
-            isolation_of(isolation)?,
-            Duration::from_millis(timeout_ms),
-        )?;
-        make_fetch(f, out)
+        let log = log_of(log)?;
+        let (topic, isolation) = (string(topic, "topic")?, isolation_of(isolation)?);
+        let deadline = std::time::Instant::now().checked_add(Duration::from_millis(timeout_ms));
+        // In slices of at most 50 ms, so that a runnel_close on another thread is not held up.
+        loop {
+            let left = deadline.map_or(Duration::from_millis(50), |d| d.saturating_duration_since(std::time::Instant::now()));
+            let f = log.fetch_wait(topic, partition, offset, max_bytes, isolation, left.min(Duration::from_millis(50)))?;
+            if !f.is_empty() || left.is_zero() || log.closing.load(Ordering::Acquire) {
+                return make_fetch(f, out);
+            }
+        }
     })
 }
 
@@ -1384,7 +1407,7 @@ pub extern "C" fn runnel_group_lag(log: *const runnel_log, group: *const c_char,
         let out = out_ptr(out, "out")?;
         let lag = log_of(log)?.group_lag(string(group, "group")?)?;
         let arc = Arc::new(LagObject(lag.into_iter().map(|l| (CString::new(l.topic.clone()).unwrap_or_default(), l)).collect()));
-        let h = register(&arc, Object::Lag(arc.clone()));
+        let h = register(Object::Lag(arc.clone()));
         write_out(out, h as *mut runnel_lag_list);
         Ok(())
     })
@@ -1438,7 +1461,7 @@ pub extern "C" fn runnel_idempotent_producer_new(log: *const runnel_log, out: *m
     guard(|| {
         let out = out_ptr(out, "out")?;
         let arc = Arc::new(log_of(log)?.idempotent_producer()?);
-        let h = register(&arc, Object::Idempotent(arc.clone()));
+        let h = register(Object::Idempotent(arc.clone()));
         write_out(out, h as *mut runnel_idempotent_producer);
         Ok(())
     })
@@ -1504,7 +1527,7 @@ pub extern "C" fn runnel_transactional_producer_new(
             options = options.timeout(Duration::from_millis(timeout_ms));
         }
         let arc = Arc::new(log_of(log)?.transactional_producer(string(transactional_id, "transactional_id")?, options)?);
-        let h = register(&arc, Object::Transactional(arc.clone()));
+        let h = register(Object::Transactional(arc.clone()));
         write_out(out, h as *mut runnel_transactional_producer);
         Ok(())
     })

@@ -421,11 +421,15 @@ class Fetched:
         self.high_watermark: int = lib.runnel_fetched_high_watermark(handle)
         ptr = ffi.new("const uint8_t **")
         length = ffi.new("size_t *")
-        _check(lib.runnel_fetched_bytes(handle, ptr, length))
-        # Every record's layout in one call: (offset, timestamp, key start, key length, value
-        # start, value length), starts relative to the fetched bytes.
-        spans = ffi.new("uint64_t[]", max(6 * self.count, 1))
-        _check(lib.runnel_fetched_spans(handle, spans, self.count, ffi.NULL))
+        try:
+            _check(lib.runnel_fetched_bytes(handle, ptr, length))
+            # Every record's layout in one call: (offset, timestamp, key start, key length, value
+            # start, value length), starts relative to the fetched bytes.
+            spans = ffi.new("uint64_t[]", max(6 * self.count, 1))
+            _check(lib.runnel_fetched_spans(handle, spans, self.count, ffi.NULL))
+        except BaseException:
+            lib.runnel_fetched_free(handle)
+            raise
         self._spans: list[int] = ffi.unpack(spans, 6 * self.count)
         # The memoryview owns the handle: `owner` frees it when garbage collected, and every slice
         # of the view keeps `owner` alive through the cffi buffer, so no view can outlive the map.

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import threading
+import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Optional, Sequence, Union
 
@@ -134,6 +135,18 @@ def _on_send(user_data, result, metadata, error):
     pending.producer._completed(pending, result, metadata, error)
 
 
+# Every send still waiting for its C callback, with the handle C holds: kept here (not on the
+# producer), so that nothing C may call back into is garbage-collected before it does.
+_PENDING: set = set()
+_PENDING_LOCK = threading.Lock()
+
+
+def _finalize_producer(handle) -> None:
+    """Closes (flushing) and frees a producer that was garbage-collected without close()."""
+    lib.runnel_producer_close(handle, 0)
+    lib.runnel_producer_free(handle)
+
+
 class _Pending:
     __slots__ = ("producer", "future", "callback", "handle")
 
@@ -175,9 +188,8 @@ class Producer:
         self._key_serializer = key_serializer or (lambda k: _default_serialize(k, "key"))
         self._value_serializer = value_serializer or (lambda v: _default_serialize(v, "value"))
         self._interceptors = list(interceptors)
-        self._pending: set = set()
-        self._lock = threading.Lock()
         self._closed = False
+        self._finalizer = weakref.finalize(self, _finalize_producer, self._h)
 
     def send(
         self,
@@ -193,16 +205,19 @@ class Producer:
         """Sends a record: returns a Future of its :class:`RecordMetadata` at once (``.result()``
         is the synchronous send of section 4.1.3). ``callback(metadata, error)`` runs once, on the
         producer's sender thread, in offset order per partition."""
+        if self._closed:
+            raise Error(lib.RUNNEL_CLOSED, "the producer is closed")
         record = ProducerRecord(topic, value, key, partition, timestamp, tuple(headers))
         for i in self._interceptors:
             changed = _guarded("a producer interceptor's on_send", lambda i=i: i.on_send(record))
             if changed is not None:
                 record = changed
+        topic_bytes = _c_str(record.topic, "topic")
         future: concurrent.futures.Future = concurrent.futures.Future()
         pending = _Pending(self, future, callback)
         pending.handle = ffi.new_handle(pending)
-        with self._lock:
-            self._pending.add(pending)
+        with _PENDING_LOCK:
+            _PENDING.add(pending)
         c = ffi.new("runnel_record *")
         keep = []
 
@@ -225,11 +240,11 @@ class Producer:
                     hs[j].value, hs[j].value_len = buf(_to_bytes(v, "header value"))
                 c.headers, c.headers_len = hs, len(record.headers)
         except Exception:
-            with self._lock:
-                self._pending.discard(pending)
+            with _PENDING_LOCK:
+                _PENDING.discard(pending)
             raise
         p = ANY_PARTITION if record.partition is None else record.partition
-        code = lib.runnel_producer_send(self._h, _c_str(record.topic, "topic"), p, c, _on_send, pending.handle)
+        code = lib.runnel_producer_send(self._h, topic_bytes, p, c, _on_send, pending.handle)
         if code != lib.RUNNEL_OK and not future.done():
             # Refused before the callback could run (a bad argument): complete it here.
             self._completed(pending, code, ffi.NULL, lib.runnel_last_error())
@@ -252,8 +267,8 @@ class Producer:
                 pending.future.set_result(m)
             else:
                 pending.future.set_exception(err)
-        with self._lock:
-            self._pending.discard(pending)
+        with _PENDING_LOCK:
+            _PENDING.discard(pending)
 
     def flush(self) -> None:
         """Waits until every record sent so far is complete, callbacks included."""
@@ -280,11 +295,12 @@ class Producer:
         """Flushes (up to ``timeout`` seconds) and stops; runs the interceptors' ``close``."""
         if self._closed:
             return
+        _check(lib.runnel_producer_close(self._h, 0 if timeout is None else max(1, int(timeout * 1000))))
         self._closed = True
+        self._finalizer.detach()
         try:
-            _check(lib.runnel_producer_close(self._h, 0 if timeout is None else max(1, int(timeout * 1000))))
-        finally:
             _check(lib.runnel_producer_free(self._h))
+        finally:
             for i in self._interceptors:
                 _guarded("a producer interceptor's close", i.close)
 
@@ -360,7 +376,10 @@ class Consumer:
         expression matched against whole names). ``on_revoke(consumer, partitions)`` runs before a
         rebalance takes partitions away, ``on_assign(consumer, partitions)`` after it gives some;
         inside ``on_assign``, ``consumer.seek`` (or setting ``partition.offset``) sets where
-        fetching starts, as section 4.2.3's custom offset store does."""
+        fetching starts, as section 4.2.3's custom offset store does. The consumer is inside its
+        poll during both callbacks, so other calls on it (commit, position) are refused there:
+        save progress to your own store in ``on_revoke``, or commit before polling again (with
+        ``enable.auto.commit`` the revoked partitions are committed just before ``on_revoke``)."""
         self._on_assign, self._on_revoke = on_assign, on_revoke
         cb = _on_rebalance if (on_assign or on_revoke) else ffi.NULL
         ud = self._self_handle if cb != ffi.NULL else ffi.NULL
@@ -415,10 +434,22 @@ class Consumer:
                 v = r.record
                 key = None if v.key == ffi.NULL else ffi.unpack(ffi.cast("char *", v.key), v.key_len)
                 value = None if v.value == ffi.NULL else ffi.unpack(ffi.cast("char *", v.value), v.value_len)
-                if key is not None and self._key_deserializer is not None:
-                    key = self._key_deserializer(key)
-                if value is not None and self._value_deserializer is not None:
-                    value = self._value_deserializer(value)
+                try:
+                    if key is not None and self._key_deserializer is not None:
+                        key = self._key_deserializer(key)
+                    if value is not None and self._value_deserializer is not None:
+                        value = self._value_deserializer(value)
+                except Exception:
+                    # Nothing of this poll is delivered: every partition goes back to its first
+                    # record of it, so that the records are not skipped (or committed past).
+                    firsts: dict = {}
+                    for j in range(lib.runnel_polled_count(polled)):
+                        _check(lib.runnel_polled_get(polled, j, r))
+                        key_tp = (ffi.string(r.topic).decode(), r.partition)
+                        firsts.setdefault(key_tp, r.record.offset)
+                    for (topic, partition), offset in firsts.items():
+                        _check(lib.runnel_consumer_seek(self._handle(), _c_str(topic, "topic"), partition, offset))
+                    raise
                 records.append(ConsumerRecord(t, r.partition, v.offset, v.timestamp, key, value))
         finally:
             lib.runnel_polled_free(polled)
@@ -443,7 +474,11 @@ class Consumer:
             pending.consumer, pending.offsets, pending.callback = self, self._positions(), callback
             pending.handle = ffi.new_handle(pending)
             self._commits.add(pending)
-            _check(lib.runnel_consumer_commit_async(self._handle(), _on_commit, pending.handle))
+            try:
+                _check(lib.runnel_consumer_commit_async(self._handle(), _on_commit, pending.handle))
+            except Exception:
+                self._commits.discard(pending)
+                raise
             return
         positions = self._positions()
         _check(lib.runnel_consumer_commit_sync(self._handle()))

@@ -298,3 +298,35 @@ def test_assign_seek_pause_and_pattern(log):
     p.poll(0.2)
     assert p.assignment() == [TopicPartition("orders-eu", 0)]
     p.close()
+
+
+def test_a_producer_dropped_without_close_is_flushed_and_does_not_crash(log):
+    import gc
+
+    def send_and_forget():
+        producer = Producer(log, {"linger.ms": 200, "acks": 1})
+        for i in range(50):
+            producer.send("first", str(i), partition=0, callback=lambda m, e: None)
+
+    send_and_forget()
+    gc.collect()  # the producer is unreachable; its callbacks must still find what they need
+    deadline = time.monotonic() + 10
+    while log.partition_info("first", 0).log_end_offset < 50 and time.monotonic() < deadline:
+        gc.collect()
+        time.sleep(0.05)
+    assert log.partition_info("first", 0).log_end_offset == 50
+
+
+def test_a_failing_deserializer_loses_no_record(log):
+    log.append("first", [b"1", b"not a number", b"3"], partition=0)
+
+    def strict(b):
+        return int(b)
+
+    with Consumer(log, {"group.id": "strict", "auto.offset.reset": "earliest"}, value_deserializer=strict) as c:
+        c.subscribe(["first"])
+        with pytest.raises(ValueError):
+            poll_n(c, 3)
+        # Nothing of the failed poll was delivered or committed past: it is all still there.
+        assert c.position(TopicPartition("first", 0)) == 0
+        assert c.committed(TopicPartition("first", 0)) is None

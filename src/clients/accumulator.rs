@@ -195,6 +195,8 @@ struct State {
     sender_idle: bool,
     /// Buffers of finished batches (see [`Spare`]).
     spares: Vec<Spare>,
+    /// The completions of the batches the sender has taken and not finished.
+    in_flight: Vec<Arc<BatchDone>>,
     /// Threads waiting on `progress` (flushes, sends blocked for buffer space): the sender
     /// notifies (a system call) only if there are any.
     progress_waiters: usize,
@@ -271,7 +273,7 @@ impl Accumulator {
             return Err((Error::Closed, callback));
         }
         if st.buffered + record.size > self.buffer_memory {
-            let deadline = Instant::now() + max_block;
+            let deadline = Instant::now().checked_add(max_block).unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400 * 365));
             while st.buffered + record.size > self.buffer_memory && !st.closing {
                 let now = Instant::now();
                 if now >= deadline {
@@ -320,7 +322,12 @@ impl Accumulator {
                 t.round_robin % t.partitions.max(1)
             }
             Choice::Sticky => match t.sticky {
-                Some(p) if p < t.partitions => p,
+                // Kafka's sticky partitioner (KIP-480): stay while the partition's open batch has
+                // room; once it is full or has been sent, move to another partition.
+                Some(p) if p < t.partitions => {
+                    let open = t.queues.get(p as usize).and_then(|q| q.back()).is_some_and(|b| b.bytes + record.size <= self.batch_size);
+                    if open { p } else { *t.sticky.insert(next_sticky(Some(p), t.partitions)) }
+                }
                 _ => *t.sticky.insert(next_sticky(None, t.partitions)),
             },
         };
@@ -336,10 +343,6 @@ impl Accumulator {
                 Err(e) => return Err((e, callback)),
             }
             let queue = &mut t.queues[partition as usize];
-            if matches!(choice, Choice::Sticky) && !queue.is_empty() {
-                // Kafka's sticky partitioner: a new partition once the current batch is full.
-                t.sticky = Some(next_sticky(Some(partition), t.partitions));
-            }
             let capacity = queue.back().map_or(self.batch_size.min(1 << 20), |b| b.data.len().max(64));
             let records = queue.back().map_or(16, |b| b.records.len());
             let spare = st.spares.pop();
@@ -380,6 +383,7 @@ impl Accumulator {
                 if all.is_empty() {
                     return Work::Stop;
                 }
+                st.in_flight.extend(all.iter().map(|b| b.done.clone()));
                 return Work::Abandon(all);
             }
             let now = Instant::now();
@@ -400,6 +404,7 @@ impl Accumulator {
                 }
             }
             if !ready.is_empty() {
+                st.in_flight.extend(ready.iter().map(|b| b.done.clone()));
                 return Work::Batches(ready);
             }
             if st.closing && st.enqueued == st.completed {
@@ -434,8 +439,10 @@ impl Accumulator {
     /// The sender finished `batch`: its futures and callbacks are done.
     pub fn complete(&self, batch: Batch) {
         let (records, bytes) = (batch.len() as u64, batch.bytes);
+        let done = batch.done.clone();
         let spare = (batch.data.capacity() <= 4 * self.batch_size.max(1 << 12)).then(|| batch.into_spare());
         let mut st = lock(&self.state);
+        st.in_flight.retain(|d| !Arc::ptr_eq(d, &done));
         st.completed += records;
         st.buffered -= bytes;
         if let Some(spare) = spare
@@ -450,37 +457,29 @@ impl Accumulator {
         }
     }
 
-    /// Waits until every record accepted before the call is complete, or `timeout` passes.
+    /// Waits until every record accepted before the call is complete (its batch appended and its
+    /// callbacks run), or `timeout` passes. It waits for those batches themselves, queued or in the
+    /// sender's hands, not for a count: the sender may complete later records first.
     pub fn flush(&self, timeout: Option<Duration>) -> bool {
         let mut st = lock(&self.state);
-        let target = st.enqueued;
-        if st.completed >= target {
+        let pending: Vec<Arc<BatchDone>> = st
+            .topics
+            .values()
+            .flat_map(|t| t.queues.iter().flat_map(|q| q.iter().map(|b| b.done.clone())))
+            .chain(st.in_flight.iter().cloned())
+            .collect();
+        if pending.is_empty() {
             return true;
         }
-        let deadline = timeout.map(|t| Instant::now() + t);
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         st.flushing += 1;
-        st.progress_waiters += 1;
         if st.sender_idle {
             st.sender_idle = false;
             self.wake_sender.notify_one();
         }
-        let done = loop {
-            if st.completed >= target {
-                break true;
-            }
-            st = match deadline {
-                Some(d) => {
-                    let now = Instant::now();
-                    if now >= d {
-                        break false;
-                    }
-                    self.progress.wait_timeout(st, d - now).unwrap_or_else(|e| e.into_inner()).0
-                }
-                None => self.progress.wait(st).unwrap_or_else(|e| e.into_inner()),
-            };
-        };
-        st.flushing -= 1;
-        st.progress_waiters -= 1;
+        drop(st);
+        let done = pending.iter().all(|d| d.wait(deadline));
+        lock(&self.state).flushing -= 1;
         done
     }
 

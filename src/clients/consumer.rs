@@ -447,6 +447,8 @@ pub struct Consumer<K = Vec<u8>, V = Vec<u8>> {
     committer: Option<Committer>,
     /// Where the next poll starts among the owned partitions, so that none starves.
     rotate: usize,
+    /// Partitions being revoked while the listener runs (see `adopt`).
+    revoking: Vec<TopicPartition>,
     closed: bool,
 }
 
@@ -457,6 +459,12 @@ impl<K, V> std::fmt::Debug for Consumer<K, V> {
             .field("assignment", &self.owned.keys().collect::<Vec<_>>())
             .finish()
     }
+}
+
+/// `now + d`, or a time far enough away to mean "never" when `d` is that long.
+fn later(d: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(d).unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 86_400))
 }
 
 /// How often a subscribed consumer looks for new topics and partitions (Kafka refreshes its
@@ -483,7 +491,7 @@ impl<K: 'static, V: 'static> ConsumerBuilder<K, V> {
         self.config.validate()?;
         Ok(Consumer {
             log: self.log,
-            next_auto_commit: Instant::now() + self.config.auto_commit_interval,
+            next_auto_commit: later(self.config.auto_commit_interval),
             config: self.config,
             deser: Arc::new(self.deser),
             interceptors: self.interceptors,
@@ -495,6 +503,7 @@ impl<K: 'static, V: 'static> ConsumerBuilder<K, V> {
             metadata_at: None,
             committer: None,
             rotate: 0,
+            revoking: Vec::new(),
             closed: false,
         })
     }
@@ -741,6 +750,7 @@ impl<K, V> Consumer<K, V> {
         }
         let revoked: Vec<TopicPartition> = self.owned.keys().filter(|tp| !partitions.contains(tp)).cloned().collect();
         if !revoked.is_empty() {
+            self.drain_async_commits(true);
             if self.config.enable_auto_commit {
                 let offsets = self.positions_of(&revoked);
                 // The group moved on a generation, so the check would refuse these: they were
@@ -750,7 +760,12 @@ impl<K, V> Consumer<K, V> {
                     log::warn!("auto-commit of revoked partitions failed: {e}");
                 }
             }
+            // The listener may commit what it processed of them: they were this member's in the
+            // generation that just ended and nobody has them yet (the cooperative protocol
+            // withholds a moving partition for a generation), so such commits skip the check.
+            self.revoking = revoked.clone();
             self.call_listener(|l, c| l.on_partitions_revoked(c, &revoked));
+            self.revoking.clear();
             for tp in &revoked {
                 self.owned.remove(tp);
             }
@@ -770,7 +785,7 @@ impl<K, V> Consumer<K, V> {
     /// the callbacks of finished `commit_async` calls.
     pub fn poll(&mut self, timeout: Duration) -> Result<ConsumerRecords<K, V>> {
         self.check_open()?;
-        let deadline = Instant::now() + timeout;
+        let deadline = later(timeout);
         self.drain_async_commits(false);
         if matches!(self.mode, Mode::None) {
             return Err(Error::InvalidArgument("this consumer is neither subscribed nor assigned any partition".into()));
@@ -778,7 +793,9 @@ impl<K, V> Consumer<K, V> {
         loop {
             self.sync_group(deadline)?;
             if self.config.enable_auto_commit && self.config.group_id.is_some() && Instant::now() >= self.next_auto_commit {
-                self.next_auto_commit = Instant::now() + self.config.auto_commit_interval;
+                self.next_auto_commit = later(self.config.auto_commit_interval);
+                // After the async commits in flight, so that a commit never goes back.
+                self.drain_async_commits(true);
                 if let Err(e) = self.commit_positions() {
                     log::warn!("auto-commit failed: {e}");
                 }
@@ -847,7 +864,7 @@ impl<K, V> Consumer<K, V> {
                     Err(Error::OffsetOutOfRange { log_start, high_watermark, .. }) => {
                         let p = match self.config.auto_offset_reset {
                             OffsetResetPolicy::Earliest => log_start,
-                            OffsetResetPolicy::Latest => high_watermark,
+                            OffsetResetPolicy::Latest => self.end_offset(tp).unwrap_or(high_watermark),
                             OffsetResetPolicy::None => {
                                 return Err(Error::OffsetOutOfRange { requested: position, log_start, high_watermark });
                             }
@@ -1034,11 +1051,6 @@ impl<K, V> Consumer<K, V> {
     pub fn commit_offsets_async(&mut self, offsets: Vec<(TopicPartition, u64)>, callback: Option<CommitCallback>) -> Result<()> {
         self.check_open()?;
         let group = self.group_id()?.to_string();
-        for (tp, p) in &offsets {
-            if let Some(s) = self.owned.get_mut(tp) {
-                s.committed = Some(*p);
-            }
-        }
         let check = self.member.as_ref().map(|m| (m.coordinator.clone(), m.id, m.generation));
         let committer = match &mut self.committer {
             Some(c) => c,
@@ -1070,6 +1082,11 @@ impl<K, V> Consumer<K, V> {
         }
         for (offsets, err, cb) in finished {
             if err.is_none() {
+                for (tp, p) in &offsets {
+                    if let Some(s) = self.owned.get_mut(tp) {
+                        s.committed = Some(s.committed.map_or(*p, |c| c.max(*p)));
+                    }
+                }
                 for i in &self.interceptors {
                     guarded("a consumer interceptor's on_commit", || i.on_commit(&offsets));
                 }
@@ -1086,8 +1103,10 @@ impl<K, V> Consumer<K, V> {
             return Ok(());
         }
         if let Some(m) = &self.member {
-            let tps: Vec<&TopicPartition> = offsets.iter().map(|(tp, _)| tp).collect();
-            m.coordinator.check_commit(&m.group, m.id, m.generation, &tps)?;
+            let tps: Vec<&TopicPartition> = offsets.iter().map(|(tp, _)| tp).filter(|tp| !self.revoking.contains(tp)).collect();
+            if !tps.is_empty() {
+                m.coordinator.check_commit(&m.group, m.id, m.generation, &tps)?;
+            }
         }
         self.commit_unchecked(offsets)
     }
@@ -1122,6 +1141,7 @@ impl<K, V> Consumer<K, V> {
         let result = self.leave_group();
         self.owned.clear();
         self.closed = true;
+        self.drain_async_commits(true);
         if let Some(mut c) = self.committer.take() {
             c.tx.take();
             if let Some(t) = c.thread.take() {

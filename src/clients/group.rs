@@ -60,6 +60,9 @@ struct Group {
     assignment: BTreeMap<u64, Vec<TopicPartition>>,
     /// The topics (with partition counts) the current assignment covers.
     covered: BTreeMap<String, u32>,
+    /// The latest topic metadata a member brought, for completing a round when a heartbeat
+    /// without fresh metadata removes a member.
+    metadata: BTreeMap<String, u32>,
 }
 
 impl Group {
@@ -250,8 +253,12 @@ impl Coordinator {
             g.start_rebalance();
             changed = true;
         }
-        if changed && let Some(md) = metadata {
-            g.try_complete(md);
+        if let Some(md) = metadata {
+            g.metadata = md.clone();
+        }
+        if changed {
+            let md = g.metadata.clone();
+            g.try_complete(&md);
         }
         let step = if g.generation != generation && !g.joined.contains(&member) {
             if g.rebalancing && g.generation == 0 {
@@ -281,6 +288,7 @@ impl Coordinator {
         m.owned = owned;
         m.last_poll = Instant::now();
         g.joined.insert(member);
+        g.metadata = metadata.clone();
         let done = g.try_complete(metadata);
         drop(groups);
         if done {

@@ -277,6 +277,29 @@ struct Outcome {
 }
 
 impl BatchDone {
+    /// Waits until the batch is done or `deadline` passes (`None`: no limit); whether it is done.
+    pub fn wait(&self, deadline: Option<Instant>) -> bool {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.waiters += 1;
+        let done = loop {
+            if st.parts.is_some() {
+                break true;
+            }
+            st = match deadline {
+                None => self.cv.wait(st).unwrap_or_else(|e| e.into_inner()),
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        break false;
+                    }
+                    self.cv.wait_timeout(st, d - now).unwrap_or_else(|e| e.into_inner()).0
+                }
+            };
+        };
+        st.waiters -= 1;
+        done
+    }
+
     fn set(&self, parts: Vec<Part>) {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         st.parts = Some(parts);
@@ -344,7 +367,7 @@ impl SendFuture {
             FutureState::Ready(r) => return Ok(r),
             FutureState::Pending { ref done, index, timestamp } => (done.clone(), index, timestamp),
         };
-        let deadline = timeout.map(|t| Instant::now() + t);
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         let mut g = done.state.lock().unwrap_or_else(|e| e.into_inner());
         g.waiters += 1;
         let result = loop {
@@ -392,6 +415,8 @@ impl Sink {
 }
 
 struct Inner<K, V> {
+    /// The sender thread, once it runs: calls that wait for the sender refuse to run on it.
+    sender_thread: std::sync::OnceLock<std::thread::ThreadId>,
     sink: Sink,
     acc: Accumulator,
     config: ProducerConfig,
@@ -475,6 +500,7 @@ impl<K: 'static, V: 'static> ProducerBuilder<K, V> {
         };
         let acc = Accumulator::new(self.config.batch_size, self.config.linger, self.config.buffer_memory);
         let inner = Arc::new(Inner {
+            sender_thread: std::sync::OnceLock::new(),
             sink,
             acc,
             config: self.config,
@@ -652,9 +678,25 @@ impl<K: 'static, V: 'static> Producer<K, V> {
     }
 
     /// Waits until every record sent before the call is complete, callbacks included: Kafka's
-    /// `flush()`.
+    /// `flush()`. Called from one of this producer's own callbacks (which run on its sender
+    /// thread) it returns at once: the sender cannot wait for itself.
     pub fn flush(&self) {
-        self.inner.acc.flush(None);
+        if !self.on_sender_thread() {
+            self.inner.acc.flush(None);
+        }
+    }
+
+    /// Whether the calling thread is this producer's sender thread, where its callbacks run.
+    /// `close` and the transaction calls refuse to run there, as they wait for the sender.
+    pub fn on_sender_thread(&self) -> bool {
+        self.inner.sender_thread.get() == Some(&std::thread::current().id())
+    }
+
+    fn not_on_sender_thread(&self, what: &str) -> Result<()> {
+        if self.on_sender_thread() {
+            return Err(Error::InvalidArgument(format!("{what} cannot run in one of the producer's own callbacks: it waits for them")));
+        }
+        Ok(())
     }
 
     /// Opens a transaction (transactional producers only): Kafka's `beginTransaction`.
@@ -670,6 +712,7 @@ impl<K: 'static, V: 'static> Producer<K, V> {
     /// Flushes, then commits the open transaction: Kafka's `commitTransaction`. Durable when it
     /// returns.
     pub fn commit_transaction(&self) -> Result<()> {
+        self.not_on_sender_thread("commit_transaction")?;
         let p = self.transactional()?;
         self.inner.acc.flush(None);
         p.commit()
@@ -679,6 +722,7 @@ impl<K: 'static, V: 'static> Producer<K, V> {
     /// are appended and then aborted, so their futures succeed but read_committed consumers never
     /// see them.
     pub fn abort_transaction(&self) -> Result<()> {
+        self.not_on_sender_thread("abort_transaction")?;
         let p = self.transactional()?;
         self.inner.acc.flush(None);
         p.abort()
@@ -696,6 +740,7 @@ impl<K: 'static, V: 'static> Producer<K, V> {
     /// and `close` returns that error. Interceptors' `close` run last. Later sends fail with
     /// [`Error::Closed`].
     pub fn close(&self, timeout: Option<Duration>) -> Result<()> {
+        self.not_on_sender_thread("close")?;
         let Some(handle) = self.sender.lock().unwrap_or_else(|e| e.into_inner()).take() else {
             return Ok(());
         };
@@ -718,6 +763,12 @@ impl<K, V> Drop for Producer<K, V> {
             return;
         };
         self.inner.acc.close();
+        if self.inner.sender_thread.get() == Some(&std::thread::current().id()) {
+            // Dropped by one of its own callbacks: the sender drains what is queued and ends on
+            // its own; it cannot wait for itself.
+            drop(handle);
+            return;
+        }
         self.inner.acc.flush(None);
         let _ = handle.join();
         for i in &self.inner.interceptors {
@@ -758,6 +809,8 @@ impl<K, V> Inner<K, V> {
                     log::error!("acks=0 send to {}-{} failed after completing: {e}", b.topic, b.partition);
                 }
             }
+            // The futures completed at send; the batch is done for flush.
+            b.done.set(Vec::new());
             self.acc.complete(b);
             return;
         }
@@ -792,6 +845,7 @@ impl<K, V> Inner<K, V> {
 }
 
 fn sender_loop<K, V>(inner: &Inner<K, V>) {
+    let _ = inner.sender_thread.set(std::thread::current().id());
     let mut scratch = RecordScratch::default();
     loop {
         match inner.acc.next_work() {

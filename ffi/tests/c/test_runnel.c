@@ -70,6 +70,8 @@ static void test_version_and_names(void) {
     CHECK(runnel_version_number() == RUNNEL_VERSION_NUMBER);
     CHECK(strcmp(runnel_result_name(RUNNEL_LOCKED), "RUNNEL_LOCKED") == 0);
     CHECK(strcmp(runnel_result_name(RUNNEL_DONE), "RUNNEL_DONE") == 0);
+    CHECK(strcmp(runnel_result_name(999), "RUNNEL_UNKNOWN") == 0);
+    CHECK(strcmp(runnel_result_name(-1), "RUNNEL_UNKNOWN") == 0);
     CHECK(runnel_last_error() != NULL);
 }
 
@@ -278,6 +280,13 @@ static void test_append_and_fetch(void) {
     CHECK(runnel_fetched_count(f) == 0);
     CHECK(runnel_fetched_next_offset(f) == 0);
     CHECK(runnel_fetched_high_watermark(f) == 0);
+    /* A freed handle never names a newer object, even one the allocator puts at the same address. */
+    runnel_fetched *again = NULL;
+    OK(runnel_fetch(log, "t", 0, 0, 1 << 20, RUNNEL_READ_UNCOMMITTED, &again));
+    CHECK(again != f);
+    EXPECT(runnel_fetched_free(f), RUNNEL_INVALID_HANDLE);
+    CHECK(runnel_fetched_count(again) >= 4);
+    OK(runnel_fetched_free(again));
 
     /* Fetch from the high watermark: empty. Beyond it: out of range. */
     OK(runnel_partition_offsets(log, "t", 0, &info));
@@ -519,6 +528,34 @@ static void on_rebalance(void *user, int assigned, const runnel_topic_partition 
     }
 }
 
+/* A producer's callback that tries to flush or free its own producer is refused, not deadlocked. */
+struct reenter {
+    runnel_producer *p;
+    enum runnel_result flush_result;
+    enum runnel_result free_result;
+};
+
+static void on_send_reenter(void *user, enum runnel_result result, const runnel_record_metadata *m, const char *error) {
+    struct reenter *r = user;
+    (void)result;
+    (void)m;
+    (void)error;
+    r->flush_result = runnel_producer_flush(r->p);
+    r->free_result = runnel_producer_free(r->p);
+}
+
+/* A consumer's rebalance callback that tries to free its own consumer is refused. */
+static enum runnel_result free_in_callback = RUNNEL_OK;
+static runnel_consumer *callback_consumer = NULL;
+static void on_rebalance_free(void *user, int assigned, const runnel_topic_partition *parts, size_t n, int64_t *seek_to) {
+    (void)user;
+    (void)assigned;
+    (void)parts;
+    (void)n;
+    (void)seek_to;
+    free_in_callback = runnel_consumer_free(callback_consumer);
+}
+
 static int commit_callbacks = 0;
 static void on_commit(void *user, enum runnel_result result, const char *error) {
     (void)user;
@@ -654,6 +691,23 @@ static void test_clients(void) {
     OK(runnel_polled_free(polled));
     EXPECT(runnel_consumer_commit_sync(manual), RUNNEL_INVALID_ARGUMENT);
     OK(runnel_consumer_free(manual));
+    /* Re-entering a producer or a consumer from its own callbacks is refused. */
+    runnel_producer *rp = NULL;
+    OK(runnel_producer_new(log, NULL, 0, &rp));
+    struct reenter re = {rp, RUNNEL_OK, RUNNEL_OK};
+    runnel_record rr = rec(NULL, "reenter");
+    OK(runnel_producer_send(rp, "first", 0, &rr, on_send_reenter, &re));
+    OK(runnel_producer_flush(rp));
+    CHECK(re.flush_result == RUNNEL_INVALID_ARGUMENT && re.free_result == RUNNEL_INVALID_ARGUMENT);
+    OK(runnel_producer_free(rp));
+    const char *fcfg[] = {"group.id", "free-in-callback"};
+    OK(runnel_consumer_new(log, fcfg, 1, &callback_consumer));
+    OK(runnel_consumer_subscribe(callback_consumer, topics, 1, on_rebalance_free, NULL));
+    OK(runnel_consumer_poll(callback_consumer, 100, &polled));
+    OK(runnel_polled_free(polled));
+    CHECK(free_in_callback == RUNNEL_INVALID_ARGUMENT);
+    OK(runnel_consumer_free(callback_consumer));
+
     /* A transactional producer client, and a read_committed consumer with a pattern. */
     const char *tcfg[] = {"transactional.id", "c-tx"};
     runnel_producer *tp = NULL;
