@@ -8,8 +8,7 @@
 //!
 //! Prints one table (records/s, MB/s, ratio to the hardware baseline) and writes it as JSON to
 //! `target/compare.json`. Each system gets its fairest setting for each workload, printed beside
-//! it. Not yet covered (next steps of the issue): the `kafko` crate, durable appends from 8
-//! threads, and open/recovery time.
+//! it. Not yet covered (next steps of the issue): the `kafko` crate and open/recovery time.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -318,6 +317,80 @@ impl System for Fjall {
     }
 }
 
+/// `threads` threads each make `per_thread` durable one-record appends to `system`; the seconds
+/// from the first to the last.
+fn durable_threads(dir: &Path, system: &str, threads: u64, per_thread: u64) -> f64 {
+    let value = payload(100, 3);
+    let barrier = std::sync::Barrier::new(threads as usize);
+    let run = |work: &(dyn Fn() + Sync)| {
+        let started = std::sync::Mutex::new(None::<Instant>);
+        std::thread::scope(|s| {
+            let handles: Vec<_> = (0..threads)
+                .map(|_| {
+                    s.spawn(|| {
+                        barrier.wait();
+                        started.lock().expect("lock").get_or_insert_with(Instant::now);
+                        for _ in 0..per_thread {
+                            work();
+                        }
+                    })
+                })
+                .collect();
+            for h in handles {
+                h.join().expect("thread");
+            }
+            started.lock().expect("lock").expect("started").elapsed().as_secs_f64()
+        })
+    };
+    match system {
+        "bare write()/mmap" => {
+            let file = std::sync::Mutex::new(OpenOptions::new().create(true).append(true).open(dir.join("bare.log")).expect("open"));
+            let mut framed = (value.len() as u32).to_le_bytes().to_vec();
+            framed.extend_from_slice(&value);
+            run(&|| {
+                let mut f = file.lock().expect("lock");
+                f.write_all(&framed).expect("write");
+                f.sync_data().expect("fdatasync");
+            })
+        }
+        "runnel" => {
+            let r = Runnel::open(dir);
+            run(&|| {
+                r.log.append("q", Some(0), &[runnel::Record::new(&value)], runnel::Acks::All).expect("append");
+            })
+        }
+        "SQLite (rusqlite)" => {
+            drop(Sqlite::open(dir));
+            let path = dir.join("queue.db");
+            thread_local! {
+                static CONN: std::cell::RefCell<Option<rusqlite::Connection>> = const { std::cell::RefCell::new(None) };
+            }
+            run(&|| {
+                CONN.with(|c| {
+                    let mut c = c.borrow_mut();
+                    let db = c.get_or_insert_with(|| {
+                        let db = rusqlite::Connection::open(&path).expect("open");
+                        db.busy_timeout(std::time::Duration::from_secs(30)).expect("busy timeout");
+                        db.pragma_update(None, "synchronous", "FULL").expect("pragma");
+                        db
+                    });
+                    db.execute("INSERT INTO q (payload) VALUES (?1)", [&value]).expect("insert");
+                })
+            })
+        }
+        "fjall 2 (key = offset)" => {
+            let f = Fjall::open(dir);
+            let next = std::sync::atomic::AtomicU64::new(0);
+            run(&|| {
+                let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                f.part.insert(k.to_be_bytes(), value.as_slice()).expect("insert");
+                f.keyspace.persist(fjall::PersistMode::SyncData).expect("persist");
+            })
+        }
+        other => panic!("no 8-thread durable workload for {other}"),
+    }
+}
+
 fn systems(dir: &Path) -> Vec<Box<dyn System>> {
     vec![
         Box::new(Bare::open(dir)),
@@ -392,6 +465,28 @@ fn main() {
             setting: s.setting(true),
             records: durable,
             bytes: durable * 100,
+            seconds: secs,
+        });
+    }
+
+    // Durable appends from 8 threads at once, one 100 B record per call each: what group commit
+    // buys. Each system shared the way its documentation says to share it.
+    let per_thread = if quick { 100 } else { 1_000 };
+    for (name, setting) in [
+        ("bare write()/mmap", "one file under a mutex: write + fdatasync per call"),
+        ("runnel", "one Log shared by the threads, acks=all"),
+        ("SQLite (rusqlite)", "a connection per thread, WAL, synchronous=FULL, busy_timeout"),
+        ("fjall 2 (key = offset)", "one keyspace shared, insert + persist(SyncData)"),
+    ] {
+        let dir = fresh_dir();
+        let secs = durable_threads(dir.path(), name, 8, per_thread);
+        let records = 8 * per_thread;
+        rows.push(Row {
+            workload: "durable append 100 B, 1/call, 8 threads".into(),
+            system: name,
+            setting,
+            records,
+            bytes: records * 100,
             seconds: secs,
         });
     }
