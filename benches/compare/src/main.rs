@@ -8,7 +8,7 @@
 //!
 //! Prints one table (records/s, MB/s, ratio to the hardware baseline) and writes it as JSON to
 //! `target/compare.json`. Each system gets its fairest setting for each workload, printed beside
-//! it. Not yet covered (next steps of the issue): the `kafko` crate and open/recovery time.
+//! it. Not yet covered (the next step of the issue): the `kafko` crate.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -39,6 +39,8 @@ trait System {
     fn scan(&mut self, f: &mut dyn FnMut(&[u8])) -> u64;
     /// Reads the record at `offset` (0-based, in append order), handing its value to `f`.
     fn read_at(&mut self, offset: u64, f: &mut dyn FnMut(&[u8]));
+    /// Reads the last record (after a reopen), handing its value to `f`.
+    fn scan_last(&mut self, f: &mut dyn FnMut(&[u8]));
     /// Whether it can make an append durable (fsync) before returning.
     fn can_sync(&self) -> bool {
         true
@@ -64,6 +66,12 @@ impl Bare {
 }
 
 impl System for Bare {
+    fn scan_last(&mut self, f: &mut dyn FnMut(&[u8])) {
+        let (pos, len) = *self.offsets.last().expect("a record");
+        let mut v = vec![0u8; len as usize];
+        std::os::unix::fs::FileExt::read_exact_at(&self.file, &mut v, pos).expect("pread");
+        f(&v);
+    }
     fn name(&self) -> &'static str {
         "bare write()/mmap"
     }
@@ -123,6 +131,10 @@ impl Runnel {
 }
 
 impl System for Runnel {
+    fn scan_last(&mut self, f: &mut dyn FnMut(&[u8])) {
+        let end = self.log.high_watermark("q", 0).expect("hw");
+        self.read_at(end - 1, f);
+    }
     fn name(&self) -> &'static str {
         "runnel"
     }
@@ -171,6 +183,12 @@ impl Sqlite {
 }
 
 impl System for Sqlite {
+    fn scan_last(&mut self, f: &mut dyn FnMut(&[u8])) {
+        let mut st = self.db.prepare("SELECT payload FROM q ORDER BY id DESC LIMIT 1").expect("prepare");
+        let mut rows = st.query([]).expect("query");
+        let row = rows.next().expect("row").expect("present");
+        f(row.get_ref(0).expect("payload").as_blob().expect("blob"));
+    }
     fn name(&self) -> &'static str {
         "SQLite (rusqlite)"
     }
@@ -226,6 +244,10 @@ impl CommitLog {
 }
 
 impl System for CommitLog {
+    fn scan_last(&mut self, f: &mut dyn FnMut(&[u8])) {
+        let last = self.log.last_offset().expect("a record");
+        self.read_at(last, f);
+    }
     fn name(&self) -> &'static str {
         "commitlog 0.2"
     }
@@ -286,6 +308,10 @@ impl Fjall {
 }
 
 impl System for Fjall {
+    fn scan_last(&mut self, f: &mut dyn FnMut(&[u8])) {
+        let (_, v) = self.part.iter().next_back().expect("a record").expect("kv");
+        f(&v);
+    }
     fn name(&self) -> &'static str {
         "fjall 2 (key = offset)"
     }
@@ -414,7 +440,61 @@ fn fresh_dir() -> tempfile::TempDir {
     tempfile::tempdir_in(root).expect("tempdir")
 }
 
+/// The child of the recovery workload: fills `system` in `dir` with `bytes` of 1 KiB records, 100
+/// per call, then either closes it cleanly or exits without closing anything (an unclean
+/// shutdown: nothing is flushed or marked, as after a crash of the process).
+fn write_child(system: &str, dir: &Path, bytes: u64, clean: bool) {
+    let values: Vec<Vec<u8>> = (0..100).map(|i| payload(1024, i)).collect();
+    let refs: Vec<&[u8]> = values.iter().map(Vec::as_slice).collect();
+    let mut s = systems(dir).into_iter().find(|s| s.name() == system).expect("a system");
+    for _ in 0..bytes / (100 * 1024) {
+        s.append(&refs, false);
+    }
+    if clean {
+        drop(s);
+        std::process::exit(0);
+    }
+    // Unclean: no destructor runs.
+    std::mem::forget(s);
+    std::process::exit(0);
+}
+
+/// Opens `system` in `dir` (as the program's next start would) and reads its last record: the
+/// time a user waits before the log is usable.
+fn time_open(system: &str, dir: &Path) -> f64 {
+    let started = Instant::now();
+    let mut s = match system {
+        "runnel" => {
+            let log = runnel::Log::open(dir.join("runnel"), runnel::LogOptions::default().background_maintenance(false)).expect("open");
+            Box::new(Runnel { log }) as Box<dyn System>
+        }
+        "SQLite (rusqlite)" => {
+            let db = rusqlite::Connection::open(dir.join("queue.db")).expect("open");
+            Box::new(Sqlite { db, durable_mode: None })
+        }
+        "commitlog 0.2" => {
+            let mut opts = commitlog::LogOptions::new(dir.join("commitlog"));
+            opts.segment_max_bytes(256 << 20);
+            opts.message_max_bytes(1 << 20);
+            Box::new(CommitLog { log: commitlog::CommitLog::new(opts).expect("open") })
+        }
+        "fjall 2 (key = offset)" => Box::new(Fjall::open(dir)),
+        other => panic!("no recovery workload for {other}"),
+    };
+    let mut last = 0;
+    s.scan_last(&mut |v| last = v.len());
+    let secs = started.elapsed().as_secs_f64();
+    assert_eq!(last, 1024, "{system}: the last record after the reopen");
+    secs
+}
+
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--write-child") {
+        let bytes = args[i + 3].parse().expect("bytes");
+        write_child(&args[i + 1], Path::new(&args[i + 2]), bytes, args[i + 4] == "clean");
+        return;
+    }
     let quick = std::env::args().any(|a| a == "--quick");
     let scale: u64 = if quick { 1 } else { 10 };
     let mut rows: Vec<Row> = Vec::new();
@@ -544,21 +624,52 @@ fn main() {
         });
     }
 
+    // Open and recovery time of a log of 1 GiB (64 MiB with --quick) of 1 KiB records, after a
+    // clean close and after the writing process exited without closing (a crash: nothing flushed
+    // to user-space buffers is lost here, as the page cache survives a process exit).
+    let gib: u64 = if quick { 64 << 20 } else { 1 << 30 };
+    let exe = std::env::current_exe().expect("current exe");
+    for clean in [true, false] {
+        for name in ["runnel", "SQLite (rusqlite)", "commitlog 0.2", "fjall 2 (key = offset)"] {
+            let dir = fresh_dir();
+            let status = std::process::Command::new(&exe)
+                .args(["--write-child", name, &dir.path().display().to_string(), &gib.to_string(), if clean { "clean" } else { "crash" }])
+                .status()
+                .expect("run the writer");
+            assert!(status.success(), "the {name} writer failed");
+            rustix::fs::sync();
+            let secs = time_open(name, dir.path());
+            let records = gib / 1024;
+            rows.push(Row {
+                workload: format!("open {} MiB after a {} shutdown", gib >> 20, if clean { "clean" } else { "process-crash" }),
+                system: name,
+                setting: "open, then read the last record",
+                records,
+                bytes: gib,
+                seconds: secs,
+            });
+        }
+    }
+
     // The table, with each row's ratio to the hardware baseline of its workload.
-    println!("{:<44} {:<24} {:<40} {:>14} {:>10} {:>8}", "workload", "system", "setting", "records/s", "MB/s", "vs bare");
+    println!(
+        "{:<44} {:<24} {:<40} {:>14} {:>10} {:>8} {:>10}",
+        "workload", "system", "setting", "records/s", "MB/s", "vs bare", "time (ms)"
+    );
     let mut json_rows = Vec::new();
     for r in &rows {
         let rate = r.records as f64 / r.seconds;
         let base = rows.iter().find(|b| b.workload == r.workload && b.system == "bare write()/mmap").map(|b| b.records as f64 / b.seconds);
         let ratio = base.map_or(f64::NAN, |b| rate / b);
         println!(
-            "{:<44} {:<24} {:<40} {:>14.0} {:>10.1} {:>8.2}",
+            "{:<44} {:<24} {:<40} {:>14.0} {:>10.1} {:>8.2} {:>10.1}",
             r.workload,
             r.system,
             r.setting,
             rate,
             r.bytes as f64 / r.seconds / 1e6,
-            ratio
+            ratio,
+            r.seconds * 1e3
         );
         json_rows.push(json!({"workload": r.workload, "system": r.system, "setting": r.setting, "records": r.records,
             "seconds": r.seconds, "records_per_sec": rate, "mb_per_sec": r.bytes as f64 / r.seconds / 1e6, "ratio_to_bare": ratio}));
