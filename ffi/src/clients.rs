@@ -95,56 +95,9 @@ fn with_consumer<T>(h: *const runnel_consumer, f: impl FnOnce(&mut Consumer) -> 
     f(&mut g)
 }
 
-pub(crate) enum ClientObject {
-    Producer(Arc<Producer>),
-    Consumer(Arc<Mutex<Consumer>>),
-    Polled(Arc<PolledObject>),
-}
-
-impl From<ClientObject> for Object {
-    fn from(c: ClientObject) -> Object {
-        Object::Client(c)
-    }
-}
-
-fn producer_of(h: *const runnel_producer) -> Outcome<Arc<Producer>> {
-    match lookup_client(h as usize, "runnel_producer")? {
-        ClientRef::Producer(p) => Ok(p),
-        _ => fail(RUNNEL_INVALID_HANDLE, "not a live runnel_producer handle (freed, closed, or another type)"),
-    }
-}
-
-fn consumer_of(h: *const runnel_consumer) -> Outcome<Arc<Mutex<Consumer>>> {
-    match lookup_client(h as usize, "runnel_consumer")? {
-        ClientRef::Consumer(c) => Ok(c),
-        _ => fail(RUNNEL_INVALID_HANDLE, "not a live runnel_consumer handle (freed, closed, or another type)"),
-    }
-}
-
-fn polled_of(h: *const runnel_polled) -> Outcome<Arc<PolledObject>> {
-    match lookup_client(h as usize, "runnel_polled")? {
-        ClientRef::Polled(p) => Ok(p),
-        _ => fail(RUNNEL_INVALID_HANDLE, "not a live runnel_polled handle (freed, or another type)"),
-    }
-}
-
-enum ClientRef {
-    Producer(Arc<Producer>),
-    Consumer(Arc<Mutex<Consumer>>),
-    Polled(Arc<PolledObject>),
-}
-
-fn lookup_client(h: usize, what: &str) -> Outcome<ClientRef> {
-    if h == 0 {
-        return fail(RUNNEL_NULL_ARGUMENT, format!("the {what} handle is NULL"));
-    }
-    match LIVE.read().unwrap_or_else(|e| e.into_inner()).get(&h) {
-        Some(Object::Client(ClientObject::Producer(p))) => Ok(ClientRef::Producer(p.clone())),
-        Some(Object::Client(ClientObject::Consumer(c))) => Ok(ClientRef::Consumer(c.clone())),
-        Some(Object::Client(ClientObject::Polled(p))) => Ok(ClientRef::Polled(p.clone())),
-        _ => fail(RUNNEL_INVALID_HANDLE, format!("not a live {what} handle (freed, closed, or another type)")),
-    }
-}
+lookup!(producer_of, Producer, runnel_producer, Producer, "runnel_producer");
+lookup!(consumer_of, Consumer, runnel_consumer, Mutex<Consumer>, "runnel_consumer");
+lookup!(polled_of, Polled, runnel_polled, PolledObject, "runnel_polled");
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -184,7 +137,7 @@ pub extern "C" fn runnel_producer_new(
             c.set(k, v)?;
         }
         let arc = Arc::new(Producer::new(&log, c)?);
-        let h = register(ClientObject::Producer(arc.clone()).into());
+        let h = register(Object::Producer(arc));
         write_out(out, h as *mut runnel_producer);
         Ok(())
     })
@@ -366,8 +319,8 @@ pub extern "C" fn runnel_producer_free(p: *mut runnel_producer) -> runnel_result
         if producer_of(p)?.on_sender_thread() {
             return fail(RUNNEL_INVALID_ARGUMENT, "a producer cannot be freed in one of its own callbacks");
         }
-        let o = unregister(p as usize, |o| matches!(o, Object::Client(ClientObject::Producer(_))), "runnel_producer")?;
-        if let Object::Client(ClientObject::Producer(p)) = o {
+        let o = unregister(p as usize, |o| matches!(o, Object::Producer(_)), "runnel_producer")?;
+        if let Object::Producer(p) = o {
             p.close(None)?;
         }
         Ok(())
@@ -396,7 +349,7 @@ pub extern "C" fn runnel_consumer_new(
             c.set(k, v)?;
         }
         let arc = Arc::new(Mutex::new(Consumer::new(&log, c)?));
-        let h = register(ClientObject::Consumer(arc.clone()).into());
+        let h = register(Object::Consumer(arc));
         write_out(out, h as *mut runnel_consumer);
         Ok(())
     })
@@ -571,7 +524,7 @@ pub extern "C" fn runnel_consumer_poll(c: *const runnel_consumer, timeout_ms: u6
         let c = consumer_of(c)?;
         let records = use_consumer(&c)?.poll(Duration::from_millis(timeout_ms))?;
         let arc = Arc::new(PolledObject::new(records)?);
-        let h = register(ClientObject::Polled(arc.clone()).into());
+        let h = register(Object::Polled(arc));
         write_out(out, h as *mut runnel_polled);
         Ok(())
     })
@@ -623,7 +576,7 @@ pub extern "C" fn runnel_polled_get(p: *const runnel_polled, index: usize, out: 
 /// Frees a poll result.
 #[unsafe(no_mangle)]
 pub extern "C" fn runnel_polled_free(p: *mut runnel_polled) -> runnel_result {
-    guard(|| unregister(p as usize, |o| matches!(o, Object::Client(ClientObject::Polled(_))), "runnel_polled").map(drop))
+    guard(|| unregister(p as usize, |o| matches!(o, Object::Polled(_)), "runnel_polled").map(drop))
 }
 
 /// Commits the positions of everything the consumer owns (Kafka's `commitSync()`).
@@ -775,8 +728,8 @@ pub extern "C" fn runnel_consumer_free(c: *mut runnel_consumer) -> runnel_result
         let arc = consumer_of(c)?;
         drop(use_consumer(&arc)?);
         drop(arc);
-        let o = unregister(c as usize, |o| matches!(o, Object::Client(ClientObject::Consumer(_))), "runnel_consumer")?;
-        if let Object::Client(ClientObject::Consumer(c)) = o {
+        let o = unregister(c as usize, |o| matches!(o, Object::Consumer(_)), "runnel_consumer")?;
+        if let Object::Consumer(c) = o {
             lock(&c).close()?;
         }
         Ok(())

@@ -28,9 +28,6 @@ use std::time::Duration;
 
 use runnel::{Acks, Error, IsolationLevel, Log, LogOptions, OffsetCommit, Record, TopicConfig};
 
-mod clients;
-pub use clients::*;
-
 /// The library's major version.
 pub const RUNNEL_VERSION_MAJOR: u32 = 0;
 /// The library's minor version.
@@ -284,7 +281,9 @@ enum Object {
     Lag(Arc<LagObject>),
     Idempotent(Arc<runnel::IdempotentProducer>),
     Transactional(Arc<runnel::TransactionalProducer>),
-    Client(clients::ClientObject),
+    Producer(Arc<runnel::clients::Producer>),
+    Consumer(Arc<std::sync::Mutex<runnel::clients::Consumer>>),
+    Polled(Arc<clients::PolledObject>),
 }
 
 static LIVE: LazyLock<RwLock<HashMap<usize, Object>>> = LazyLock::new(Default::default);
@@ -321,6 +320,10 @@ lookup!(topic_of, Topic, runnel_topic_description, TopicObject, "runnel_topic_de
 lookup!(lag_of, Lag, runnel_lag_list, LagObject, "runnel_lag_list");
 lookup!(idempotent_of, Idempotent, runnel_idempotent_producer, runnel::IdempotentProducer, "runnel_idempotent_producer");
 lookup!(transactional_of, Transactional, runnel_transactional_producer, runnel::TransactionalProducer, "runnel_transactional_producer");
+
+// After `lookup!`, which it uses.
+mod clients;
+pub use clients::*;
 
 /// Number of handles created and not yet freed or closed, of every type: a program (or its test)
 /// that checks this is 0 at the end has released everything. The table keeps unreleased objects
@@ -868,6 +871,25 @@ pub struct runnel_append_result {
     pub log_append_time: i64,
 }
 
+/// Checks the arguments every batch append takes (topic, partition, `n` records), appends
+/// through `append`, and writes where the batch went to `out` (may be NULL).
+fn append_with(
+    topic: *const c_char,
+    partition: i64,
+    records: *const runnel_record,
+    n: usize,
+    out: *mut runnel_append_result,
+    append: impl FnOnce(&str, Option<u32>, &[Record<'_>]) -> runnel::Result<runnel::AppendResult>,
+) -> Outcome {
+    let topic = string(topic, "topic")?;
+    let partition = partition_of(partition)?;
+    let records = array(records, n, "records")?;
+    let mut headers = Vec::new();
+    let records = convert(records, &mut headers)?;
+    write_append(out, append(topic, partition, &records)?);
+    Ok(())
+}
+
 /// The engine's records for an append; `headers` holds their headers for the call.
 fn convert<'a>(records: &'a [runnel_record], headers: &'a mut Vec<Vec<runnel::Header<'a>>>) -> Outcome<Vec<Record<'a>>> {
     for r in records {
@@ -921,14 +943,8 @@ pub extern "C" fn runnel_append(
 ) -> runnel_result {
     guard(|| {
         let log = log_of(log)?;
-        let topic = string(topic, "topic")?;
-        let partition = partition_of(partition)?;
         let acks = acks_of(acks)?;
-        let records = array(records, n, "records")?;
-        let mut headers = Vec::new();
-        let records = convert(records, &mut headers)?;
-        write_append(out, log.append(topic, partition, &records, acks)?);
-        Ok(())
+        append_with(topic, partition, records, n, out, |t, p, r| log.append(t, p, r, acks))
     })
 }
 
@@ -1492,14 +1508,8 @@ pub extern "C" fn runnel_idempotent_producer_send(
 ) -> runnel_result {
     guard(|| {
         let p = idempotent_of(p)?;
-        let topic = string(topic, "topic")?;
-        let partition = partition_of(partition)?;
         let acks = acks_of(acks)?;
-        let records = array(records, n, "records")?;
-        let mut headers = Vec::new();
-        let records = convert(records, &mut headers)?;
-        write_append(out, p.send(topic, partition, &records, acks)?);
-        Ok(())
+        append_with(topic, partition, records, n, out, |t, part, r| p.send(t, part, r, acks))
     })
 }
 
@@ -1551,13 +1561,7 @@ pub extern "C" fn runnel_transaction_send(
 ) -> runnel_result {
     guard(|| {
         let p = transactional_of(p)?;
-        let topic = string(topic, "topic")?;
-        let partition = partition_of(partition)?;
-        let records = array(records, n, "records")?;
-        let mut headers = Vec::new();
-        let records = convert(records, &mut headers)?;
-        write_append(out, p.send(topic, partition, &records)?);
-        Ok(())
+        append_with(topic, partition, records, n, out, |t, part, r| p.send(t, part, r))
     })
 }
 
