@@ -23,7 +23,7 @@ import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Optional, Sequence, Union
 
-from . import _check, _c_str, _pairs, _to_bytes, Error, InvalidArgumentError, NO_TIMESTAMP, ANY_PARTITION, _ERRORS
+from . import _check, _c_str, _pairs, _to_bytes, _Records, Error, InvalidArgumentError, Record, ANY_PARTITION, _ERRORS
 from ._ffi import ffi, lib
 
 if TYPE_CHECKING:
@@ -218,33 +218,16 @@ class Producer:
         pending.handle = ffi.new_handle(pending)
         with _PENDING_LOCK:
             _PENDING.add(pending)
-        c = ffi.new("runnel_record *")
-        keep = []
-
-        def buf(b):
-            if b is None:
-                return ffi.NULL, 0
-            cb = ffi.from_buffer(b if b else b"\0")
-            keep.append(cb)
-            return cb, len(b)
-
         try:
-            c.key, c.key_len = buf(self._key_serializer(record.key) if record.key is not None else None)
-            c.value, c.value_len = buf(self._value_serializer(record.value) if record.value is not None else None)
-            c.timestamp = NO_TIMESTAMP if record.timestamp is None else int(record.timestamp)
-            if record.headers:
-                hs = ffi.new("runnel_header[]", len(record.headers))
-                keep.append(hs)
-                for j, (k, v) in enumerate(record.headers):
-                    hs[j].key, hs[j].key_len = buf(_to_bytes(k, "header key") or b"")
-                    hs[j].value, hs[j].value_len = buf(_to_bytes(v, "header value"))
-                c.headers, c.headers_len = hs, len(record.headers)
+            key = self._key_serializer(record.key) if record.key is not None else None
+            value = self._value_serializer(record.value) if record.value is not None else None
+            c = _Records([Record(value=value, key=key, headers=record.headers, timestamp=record.timestamp)])
         except Exception:
             with _PENDING_LOCK:
                 _PENDING.discard(pending)
             raise
         p = ANY_PARTITION if record.partition is None else record.partition
-        code = lib.runnel_producer_send(self._h, topic_bytes, p, c, _on_send, pending.handle)
+        code = lib.runnel_producer_send(self._h, topic_bytes, p, c.array, _on_send, pending.handle)
         if code != lib.RUNNEL_OK and not future.done():
             # Refused before the callback could run (a bad argument): complete it here.
             self._completed(pending, code, ffi.NULL, lib.runnel_last_error())

@@ -378,7 +378,11 @@ impl Clone for PartState {
 
 enum Mode {
     None,
-    Subscribed { subscription: Subscription },
+    /// Subscribed, with what the group coordinator is told (kept to rejoin after a removal).
+    Subscribed {
+        subscription: Subscription,
+        interest: Interest,
+    },
     Assigned,
 }
 
@@ -597,21 +601,22 @@ impl<K, V> Consumer<K, V> {
         };
         self.listener = listener;
         match &self.member {
-            Some(m) => m.coordinator.resubscribe(&m.group, m.id, interest),
+            Some(m) => m.coordinator.resubscribe(&m.group, m.id, interest.clone()),
             None => {
                 let coordinator = self.log.group_coordinator();
-                let id = coordinator.join(&group, interest, self.config.partition_assignment_strategy, self.config.max_poll_interval)?;
+                let id =
+                    coordinator.join(&group, interest.clone(), self.config.partition_assignment_strategy, self.config.max_poll_interval)?;
                 self.member = Some(Membership { coordinator, group, id, generation: 0 });
             }
         }
-        self.mode = Mode::Subscribed { subscription };
+        self.mode = Mode::Subscribed { subscription, interest };
         Ok(())
     }
 
     /// The subscription, if any.
     pub fn subscription(&self) -> Option<&Subscription> {
         match &self.mode {
-            Mode::Subscribed { subscription } => Some(subscription),
+            Mode::Subscribed { subscription, .. } => Some(subscription),
             _ => None,
         }
     }
@@ -727,13 +732,8 @@ impl<K, V> Consumer<K, V> {
                         self.call_listener(|l, c| l.on_partitions_lost(c, &lost));
                     }
                     self.owned.clear();
-                    let interest = match &self.mode {
-                        Mode::Subscribed { subscription: Subscription::Topics(t) } => Interest::Topics(t.iter().cloned().collect()),
-                        Mode::Subscribed { subscription: Subscription::Pattern(p) } => {
-                            Interest::Pattern(regex::Regex::new(&format!("^(?:{p})$")).map_err(|e| Error::InvalidArgument(e.to_string()))?)
-                        }
-                        _ => return Ok(()),
-                    };
+                    let Mode::Subscribed { interest, .. } = &self.mode else { return Ok(()) };
+                    let interest = interest.clone();
                     let new_id =
                         coordinator.join(&group, interest, self.config.partition_assignment_strategy, self.config.max_poll_interval)?;
                     self.member = Some(Membership { coordinator, group, id: new_id, generation: 0 });
