@@ -1148,18 +1148,22 @@ fn transactions(dir: &Path, cmd: TxnCmd, out: &mut impl Write) -> Outcome {
             match format {
                 Format::Json => print_json(out, &json!(all.iter().map(describe).collect::<Vec<_>>()))?,
                 Format::Text => {
+                    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
                     let rows: Vec<Vec<String>> = all
                         .iter()
                         .map(|t| {
+                            // How long the open transaction has been open: what an operator looks for.
+                            let age = t.start_ms.map_or("-".to_string(), |s| format!("{:.1}", (now - s).max(0) as f64 / 1000.0));
                             vec![
                                 t.transactional_id.clone(),
                                 t.producer_id.to_string(),
                                 t.producer_epoch.to_string(),
                                 format!("{:?}", t.state),
+                                age,
                             ]
                         })
                         .collect();
-                    table(out, &["TRANSACTIONAL-ID", "PRODUCER-ID", "EPOCH", "STATE"], &rows)?;
+                    table(out, &["TRANSACTIONAL-ID", "PRODUCER-ID", "EPOCH", "STATE", "OPEN-FOR (s)"], &rows)?;
                 }
             }
             Ok(log.close()?)

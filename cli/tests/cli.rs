@@ -246,7 +246,7 @@ fn perf_and_transactions() {
         log.close().expect("close");
     }
     let listed = ok(dir, &["transactions", "list"], None);
-    assert!(listed.contains("tx-1"), "{listed}");
+    assert!(listed.contains("tx-1") && listed.contains("OPEN-FOR (s)"), "{listed}");
     let described = ok(dir, &["transactions", "describe", "--id", "tx-1", "--format", "json"], None);
     assert!(described.contains("\"transactional_id\":\"tx-1\""), "{described}");
     assert!(ok(dir, &["transactions", "abort", "--id", "tx-1"], None).contains("had no open transaction"));
