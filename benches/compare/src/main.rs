@@ -1,18 +1,20 @@
 //! runnel against what a user would pick instead, on the same machine, in one run: identical
 //! workloads against runnel, a bare `write()` loop of the same framed bytes (the hardware limit
 //! for appends) and a bare mmap scan (the limit for reads), SQLite used as a queue table (WAL), the
-//! `commitlog` crate, and fjall (an embedded LSM key-value store keyed by offset).
+//! `commitlog` crate, fjall (an embedded LSM key-value store keyed by offset), and the `kafko`
+//! crate (an in-process log with Kafka-like semantics, async on tokio).
 //!
 //!     cargo bench --manifest-path benches/compare/Cargo.toml            # full sizes
 //!     cargo bench --manifest-path benches/compare/Cargo.toml -- --quick # a smoke run, < 2 min
 //!
 //! Prints one table (records/s, MB/s, ratio to the hardware baseline) and writes it as JSON to
 //! `target/compare.json`. Each system gets its fairest setting for each workload, printed beside
-//! it. Not yet covered (the next step of the issue): the `kafko` crate.
+//! it.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::Path;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use commitlog::message::MessageSet;
@@ -343,6 +345,118 @@ impl System for Fjall {
     }
 }
 
+// ---- kafko, async on tokio: every call driven to completion with `block_on`
+
+/// The tokio runtime kafko's calls are driven on, each flavour built once for the whole run and
+/// never inside a timed region. Current-thread for one caller: kafko's partition writer task then
+/// runs on the calling thread, where a multi-thread runtime costs a cross-thread wake-up each way
+/// per call (measured: 5-10 times slower for one record per call). Multi-thread for the workload
+/// where 8 threads call at once.
+fn tokio_runtime(multi_thread: bool) -> &'static tokio::runtime::Runtime {
+    static CURRENT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    static MULTI: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    // kafko's writer task keeps a retention timer, so the runtime needs the time driver.
+    if multi_thread {
+        MULTI.get_or_init(|| tokio::runtime::Builder::new_multi_thread().enable_time().build().expect("runtime"))
+    } else {
+        CURRENT.get_or_init(|| tokio::runtime::Builder::new_current_thread().enable_time().build().expect("runtime"))
+    }
+}
+
+struct Kafko {
+    rt: &'static tokio::runtime::Runtime,
+    /// The broker and the handles on its one-partition topic `q`; `None` only inside `drop`.
+    open: Option<(kafko::Kafko, kafko::Producer, Arc<kafko::Topic>)>,
+}
+
+impl Kafko {
+    /// Opens (or recovers) kafko in `dir`, with the segment size fairest for `purpose`: its default
+    /// of 1 GiB to append to and reopen, and 64 KiB to read from, because every read of a record
+    /// (`Log::read_record_at`, under both `Consumer::next_record` and `Partition::read_record_at`)
+    /// copies the whole rest of its segment. Smaller segments read faster still but cost two open
+    /// files each: 32 KiB ran out of descriptors (20 000 here) on the full-size fill.
+    fn open(dir: &Path, purpose: Purpose, rt: &'static tokio::runtime::Runtime) -> Kafko {
+        let segment_size_threshold = match purpose {
+            Purpose::Append => kafko::LogConfig::default().segment_size_threshold,
+            Purpose::Read => 64 << 10,
+        };
+        // kafko does not store its LogConfig: a reopen must pass the same one.
+        let config = kafko::LogConfig { segment_size_threshold, ..kafko::LogConfig::default() };
+        rt.block_on(async {
+            let broker = kafko::Kafko::open_with_config(dir.join("kafko"), config).await.expect("open");
+            if !broker.has_topic("q").await {
+                broker.create_topic("q").await.expect("create");
+            }
+            let producer = broker.producer_for("q").await.expect("producer");
+            let topic = broker.topic("q").await.expect("topic");
+            Kafko { rt, open: Some((broker, producer, topic)) }
+        })
+    }
+
+    fn partition(&self) -> &kafko::Partition {
+        self.open.as_ref().expect("open").2.partition(0).expect("partition 0")
+    }
+
+    /// One call: `send` for one value, `send_batch` (one atomic append) for more; then, if durable,
+    /// `Partition::sync` (fdatasync of the segment and of its index). One thread or eight.
+    fn send(&self, values: &[&[u8]], durable: bool) {
+        let (_, producer, _) = self.open.as_ref().expect("open");
+        self.rt.block_on(async {
+            if let [value] = values {
+                producer.send(None, bytes::Bytes::copy_from_slice(value)).await.expect("send");
+            } else {
+                let batch = values.iter().map(|v| (None, bytes::Bytes::copy_from_slice(v))).collect();
+                producer.send_batch(batch).await.expect("send_batch");
+            }
+            if durable {
+                self.partition().sync().await.expect("sync");
+            }
+        });
+    }
+}
+
+impl Drop for Kafko {
+    /// A clean close: `Kafko::shutdown` stops each writer task and fsyncs, but skips a topic that
+    /// a handle still points to, so the handles go first.
+    fn drop(&mut self) {
+        let (broker, producer, topic) = self.open.take().expect("open");
+        drop((producer, topic));
+        self.rt.block_on(broker.shutdown()).expect("shutdown");
+    }
+}
+
+impl System for Kafko {
+    fn scan_last(&mut self, f: &mut dyn FnMut(&[u8])) {
+        let end = self.partition().high_water_mark();
+        self.read_at(end - 1, f);
+    }
+    fn name(&self) -> &'static str {
+        "kafko 0.3"
+    }
+    fn setting(&self, durable: bool) -> &'static str {
+        if durable { "send(_batch) + Partition::sync, current-thread rt" } else { "send(_batch), 1 GiB segments, current-thread rt" }
+    }
+    fn append(&mut self, values: &[&[u8]], durable: bool) {
+        self.send(values, durable);
+    }
+    fn scan(&mut self, f: &mut dyn FnMut(&[u8])) -> u64 {
+        let (broker, _, _) = self.open.as_ref().expect("open");
+        let end = self.partition().high_water_mark();
+        self.rt.block_on(async {
+            // An anonymous consumer starts at offset 0; past the end `next_record` would wait.
+            let mut consumer = broker.consumer_for("q").await.expect("consumer");
+            for _ in 0..end {
+                f(consumer.next_record().await.expect("next_record").value());
+            }
+        });
+        end
+    }
+    fn read_at(&mut self, offset: u64, f: &mut dyn FnMut(&[u8])) {
+        let record = self.rt.block_on(self.partition().read_record_at(offset)).expect("read").expect("present");
+        f(record.value());
+    }
+}
+
 /// `threads` threads each make `per_thread` durable one-record appends to `system`; the seconds
 /// from the first to the last.
 fn durable_threads(dir: &Path, system: &str, threads: u64, per_thread: u64) -> f64 {
@@ -413,17 +527,31 @@ fn durable_threads(dir: &Path, system: &str, threads: u64, per_thread: u64) -> f
                 f.keyspace.persist(fjall::PersistMode::SyncData).expect("persist");
             })
         }
+        "kafko 0.3" => {
+            let k = Kafko::open(dir, Purpose::Append, tokio_runtime(true));
+            run(&|| k.send(&[&value], true))
+        }
         other => panic!("no 8-thread durable workload for {other}"),
     }
 }
 
-fn systems(dir: &Path) -> Vec<Box<dyn System>> {
+/// What the systems are opened for, for a system whose fairest setting differs between the two.
+#[derive(Clone, Copy)]
+enum Purpose {
+    /// The append workloads, and the log that the recovery workload reopens.
+    Append,
+    /// A fill that is then read back.
+    Read,
+}
+
+fn systems(dir: &Path, purpose: Purpose) -> Vec<Box<dyn System>> {
     vec![
         Box::new(Bare::open(dir)),
         Box::new(Runnel::open(dir)),
         Box::new(Sqlite::open(dir)),
         Box::new(CommitLog::open(dir)),
         Box::new(Fjall::open(dir)),
+        Box::new(Kafko::open(dir, purpose, tokio_runtime(false))),
     ]
 }
 
@@ -446,7 +574,7 @@ fn fresh_dir() -> tempfile::TempDir {
 fn write_child(system: &str, dir: &Path, bytes: u64, clean: bool) {
     let values: Vec<Vec<u8>> = (0..100).map(|i| payload(1024, i)).collect();
     let refs: Vec<&[u8]> = values.iter().map(Vec::as_slice).collect();
-    let mut s = systems(dir).into_iter().find(|s| s.name() == system).expect("a system");
+    let mut s = systems(dir, Purpose::Append).into_iter().find(|s| s.name() == system).expect("a system");
     for _ in 0..bytes / (100 * 1024) {
         s.append(&refs, false);
     }
@@ -462,6 +590,7 @@ fn write_child(system: &str, dir: &Path, bytes: u64, clean: bool) {
 /// Opens `system` in `dir` (as the program's next start would) and reads its last record: the
 /// time a user waits before the log is usable.
 fn time_open(system: &str, dir: &Path) -> f64 {
+    let rt = tokio_runtime(false); // built before the clock starts
     let started = Instant::now();
     let mut s = match system {
         "runnel" => {
@@ -479,6 +608,7 @@ fn time_open(system: &str, dir: &Path) -> f64 {
             Box::new(CommitLog { log: commitlog::CommitLog::new(opts).expect("open") })
         }
         "fjall 2 (key = offset)" => Box::new(Fjall::open(dir)),
+        "kafko 0.3" => Box::new(Kafko::open(dir, Purpose::Append, rt)),
         other => panic!("no recovery workload for {other}"),
     };
     let mut last = 0;
@@ -504,10 +634,10 @@ fn main() {
         let total = total * scale;
         let values: Vec<Vec<u8>> = (0..per_call as u64).map(|i| payload(size, i)).collect();
         let refs: Vec<&[u8]> = values.iter().map(Vec::as_slice).collect();
-        let n_systems = systems(fresh_dir().path()).len();
+        let n_systems = systems(fresh_dir().path(), Purpose::Append).len();
         for i in 0..n_systems {
             let dir = fresh_dir();
-            let mut s = systems(dir.path()).swap_remove(i);
+            let mut s = systems(dir.path(), Purpose::Append).swap_remove(i);
             let started = Instant::now();
             for _ in 0..total / per_call as u64 {
                 s.append(&refs, false);
@@ -528,9 +658,9 @@ fn main() {
     // Durable appends, one 100 B record per call from one thread.
     let durable = if quick { 300 } else { 3_000 };
     let value = payload(100, 7);
-    for i in 0..systems(fresh_dir().path()).len() {
+    for i in 0..systems(fresh_dir().path(), Purpose::Append).len() {
         let dir = fresh_dir();
-        let mut s = systems(dir.path()).swap_remove(i);
+        let mut s = systems(dir.path(), Purpose::Append).swap_remove(i);
         if !s.can_sync() {
             continue;
         }
@@ -557,6 +687,7 @@ fn main() {
         ("runnel", "one Log shared by the threads, acks=all"),
         ("SQLite (rusqlite)", "a connection per thread, WAL, synchronous=FULL, busy_timeout"),
         ("fjall 2 (key = offset)", "one keyspace shared, insert + persist(SyncData)"),
+        ("kafko 0.3", "one Kafko shared, multi-thread rt: send + Partition::sync"),
     ] {
         let dir = fresh_dir();
         let secs = durable_threads(dir.path(), name, 8, per_thread);
@@ -576,9 +707,9 @@ fn main() {
     let fill = 200_000 * scale;
     let values: Vec<Vec<u8>> = (0..100).map(|i| payload(100, i)).collect();
     let refs: Vec<&[u8]> = values.iter().map(Vec::as_slice).collect();
-    for i in 0..systems(fresh_dir().path()).len() {
+    for i in 0..systems(fresh_dir().path(), Purpose::Read).len() {
         let dir = fresh_dir();
-        let mut s = systems(dir.path()).swap_remove(i);
+        let mut s = systems(dir.path(), Purpose::Read).swap_remove(i);
         for _ in 0..fill / 100 {
             s.append(&refs, false);
         }
@@ -593,6 +724,7 @@ fn main() {
             "bare write()/mmap" => "mmap, walk the length prefixes",
             "SQLite (rusqlite)" => "SELECT ... ORDER BY id",
             "commitlog 0.2" => "read 1 MiB at a time",
+            "kafko 0.3" => "Consumer::next_record, 64 KiB segments",
             _ => "iterate the partition",
         };
         rows.push(Row {
@@ -617,7 +749,7 @@ fn main() {
         rows.push(Row {
             workload: "random-offset read 100 B".into(),
             system: s.name(),
-            setting: "one record per read",
+            setting: if s.name() == "kafko 0.3" { "Partition::read_record_at, 64 KiB segments" } else { "one record per read" },
             records: reads,
             bytes: reads * 100,
             seconds: secs,
@@ -630,7 +762,7 @@ fn main() {
     let gib: u64 = if quick { 64 << 20 } else { 1 << 30 };
     let exe = std::env::current_exe().expect("current exe");
     for clean in [true, false] {
-        for name in ["runnel", "SQLite (rusqlite)", "commitlog 0.2", "fjall 2 (key = offset)"] {
+        for name in ["runnel", "SQLite (rusqlite)", "commitlog 0.2", "fjall 2 (key = offset)", "kafko 0.3"] {
             let dir = fresh_dir();
             let status = std::process::Command::new(&exe)
                 .args(["--write-child", name, &dir.path().display().to_string(), &gib.to_string(), if clean { "clean" } else { "crash" }])
@@ -643,7 +775,11 @@ fn main() {
             rows.push(Row {
                 workload: format!("open {} MiB after a {} shutdown", gib >> 20, if clean { "clean" } else { "process-crash" }),
                 system: name,
-                setting: "open, then read the last record",
+                setting: if name == "kafko 0.3" {
+                    "open (CRC-scans the last segment), then read the last record"
+                } else {
+                    "open, then read the last record"
+                },
                 records,
                 bytes: gib,
                 seconds: secs,
