@@ -62,6 +62,14 @@ pub use transactions::{
 pub mod testing {
     pub use crate::storage::sim::{Fault, Op, SimFs};
     pub use crate::storage::vfs::{DirEntry, Mapping, OpenMode, OsFs, VFile, Vfs};
+
+    /// Shared mode ([`crate::Log::open_shared`]): the `n`-th append of this process from now
+    /// (1: the next) copies half of its batch into the segment while holding the partition's
+    /// append lock, then kills the process with SIGKILL, so that tests can place a death inside
+    /// the critical section. 0 disarms it.
+    pub fn kill_inside_append(n: u64) {
+        crate::log::partition::KILL_INSIDE_APPEND.store(n, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// The README's Rust example is compiled as a doc test so that it cannot rot.

@@ -905,14 +905,16 @@ hostile_test! {
             log.close().expect("close");
             fx.assert_outside_untouched();
 
-            // A stale catalog.tmp: not removed at open (it is not a file), and creating a topic
-            // fails on it rather than writing through it.
+            // A stale catalog.<pid>.tmp (the temporary file is named for the writing process):
+            // not removed at open (it is not a file), and creating a topic fails on it rather
+            // than writing through it.
             let mut fx = Fixture::new(mode);
-            symlink(fx.outside.join("canary.txt"), fx.data.join("catalog.tmp")).expect("symlink");
+            let tmp = format!("catalog.{}.tmp", std::process::id());
+            symlink(fx.outside.join("canary.txt"), fx.data.join(&tmp)).expect("symlink");
             fx.freeze_outside();
             let log = open_ok(&fx.data);
-            let e = log.create_topic("u", 1, fixture_config()).expect_err("creating a topic writes catalog.tmp");
-            assert_io_at(&e, &fx.data.join("catalog.tmp"));
+            let e = log.create_topic("u", 1, fixture_config()).expect_err("creating a topic writes the temporary catalog");
+            assert_io_at(&e, &fx.data.join(&tmp));
             assert!(!fx.data.join("u-0").exists(), "the failed create left no partition directory");
             fx.read_report(&log).assert_all_intact(fx.end_offset());
             log.close().expect("close");

@@ -1,6 +1,7 @@
 //! The data directory: its lock, the topic catalog, partition directories, the recovery-point
 //! checkpoint, the clean-shutdown marker, and the background maintenance thread. [`Log`] lives here.
 
+mod multi;
 pub mod names;
 mod reader;
 
@@ -287,6 +288,8 @@ pub(crate) struct Shared {
     recovery: Mutex<Vec<(String, u32, RecoveryReport)>>,
     /// This process's consumer groups on the directory, kept while the log lives.
     clients: std::sync::OnceLock<Arc<crate::clients::GroupCoordinator>>,
+    /// Shared mode: this process's membership of the directory.
+    multi: OnceLock<multi::Multi>,
 }
 
 /// An open data directory: topics, their partitioned logs, and consumer-group offsets.
@@ -321,9 +324,26 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Creates `dir` and its missing ancestors.
+fn create_missing_dirs(vfs: &dyn Vfs, dir: &Path) -> Result<()> {
+    let mut missing = Vec::new();
+    for a in dir.ancestors() {
+        if a.as_os_str().is_empty() || vfs.exists(a) {
+            break;
+        }
+        missing.push(a);
+    }
+    for a in missing.into_iter().rev() {
+        vfs.create_dir(a).map_err(|e| Error::io("create directory", a, e))?;
+    }
+    Ok(())
+}
+
 /// Writes a small file atomically: temp file, fsync, rename over the target, fsync the directory.
 fn write_atomic(vfs: &dyn Vfs, dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
-    let tmp = dir.join(format!("{name}.tmp"));
+    // Named for the process: in shared mode two processes may write the same file at once (each
+    // rename is atomic; the last one wins). Open removes leftovers.
+    let tmp = dir.join(format!("{name}.{}.tmp", std::process::id()));
     let path = dir.join(name);
     let f = vfs.open(&tmp, OpenMode::Create).map_err(|e| Error::io("create", &tmp, e))?;
     f.set_len(0).map_err(|e| Error::io("truncate", &tmp, e))?;
@@ -403,7 +423,48 @@ impl Log {
     /// cleanly. Fails with [`Error::Locked`] when another handle (in this process or another)
     /// has it open.
     pub fn open(dir: impl AsRef<Path>, options: LogOptions) -> Result<Log> {
-        Self::open_on(dir.as_ref(), options, Arc::new(OsFs), true)
+        Self::open_on(dir.as_ref(), options, Arc::new(OsFs), true, false)
+    }
+
+    /// Opens the data directory `dir` for writing in shared mode: any number of processes (and
+    /// handles) may have it open this way at once, each appending, fetching and changing topics,
+    /// while an exclusive writer ([`Log::open`]) is kept out and read-only handles
+    /// ([`Log::open_read_only`]) may follow as usual. Creates and recovers the directory when this
+    /// is the first process in.
+    ///
+    /// Appends from every process to a partition land in one total order with contiguous
+    /// offsets, each batch atomic; acks mean what they mean in one process, and acks=all
+    /// appenders of different processes share fsyncs. Each partition's append lock is a robust
+    /// mutex in shared memory, held for the copy only: a process killed while holding it is
+    /// detected by the next appender, which cuts what it left half-written (to `quarantine/`)
+    /// and goes on. Topic changes are seen by the other processes at their next call. The last
+    /// process to close closes the directory cleanly.
+    ///
+    /// Not yet in shared mode: idempotent and transactional producers, and consumer-group offsets
+    /// (those calls fail with [`Error::InvalidArgument`]). Fails with [`Error::Locked`] while an
+    /// exclusive writer has the directory open.
+    ///
+    /// ```
+    /// # fn main() -> runnel::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// use runnel::{Acks, Log, LogOptions, Record, TopicConfig};
+    /// let a = Log::open_shared(dir.path(), LogOptions::default())?;
+    /// let b = Log::open_shared(dir.path(), LogOptions::default())?; // another process, typically
+    /// a.create_topic("jobs", 1, TopicConfig::default())?;
+    /// b.append("jobs", Some(0), &[Record::new(b"from b")], Acks::All)?;
+    /// a.append("jobs", Some(0), &[Record::new(b"from a")], Acks::All)?;
+    /// let fetched = a.fetch("jobs", 0, 0, 1 << 20)?;
+    /// let values: Vec<_> = fetched.records().map(|r| r.map(|r| r.value.unwrap().to_vec())).collect::<Result<_, _>>()?;
+    /// assert_eq!(values, [b"from b".to_vec(), b"from a".to_vec()]);
+    /// # Ok(()) }
+    /// ```
+    pub fn open_shared(dir: impl AsRef<Path>, options: LogOptions) -> Result<Log> {
+        multi::open(dir.as_ref(), options)
+    }
+
+    /// Whether this handle was opened with [`Log::open_shared`].
+    pub fn is_shared(&self) -> bool {
+        self.shared.as_ref().is_some_and(|s| s.multi.get().is_some())
     }
 
     /// Opens the data directory `dir` read-only, whether or not a writer (in this process or
@@ -484,7 +545,7 @@ impl Log {
     /// passes a [`crate::testing::SimFs`].
     #[cfg(feature = "fault-injection")]
     pub fn open_with_vfs(dir: impl AsRef<Path>, options: LogOptions, vfs: Arc<dyn Vfs>) -> Result<Log> {
-        Self::open_on(dir.as_ref(), options, vfs, false)
+        Self::open_on(dir.as_ref(), options, vfs, false, false)
     }
 
     /// Drops the log as a crashed process would (feature `fault-injection`): background threads
@@ -499,23 +560,23 @@ impl Log {
 
     /// `publish`: keep the shared state files readers in other processes follow (the OS file
     /// system only: a simulated one has no shared memory).
-    fn open_on(dir: &Path, options: LogOptions, vfs: Arc<dyn Vfs>, publish: bool) -> Result<Log> {
+    /// `publish`: keep the shared state files (the OS file system). `multi`: the first process
+    /// of shared mode, which holds `.lock` and `.open.lock` already.
+    fn open_on(dir: &Path, options: LogOptions, vfs: Arc<dyn Vfs>, publish: bool, multi: bool) -> Result<Log> {
         options.default_topic_config.validate()?;
-        let mut missing = Vec::new();
-        for a in dir.ancestors() {
-            if a.as_os_str().is_empty() || vfs.exists(a) {
-                break;
+        create_missing_dirs(&*vfs, dir)?;
+        let lock_file = if multi {
+            None
+        } else {
+            let lock_path = dir.join(LOCK_FILE);
+            let lock_file = vfs.open(&lock_path, OpenMode::Create).map_err(|e| Error::io("open", &lock_path, e))?;
+            // Not while a process of shared mode is between its exclusive and shared lock.
+            let _serial = if publish { Some(multi::serialize_opens(dir)?) } else { None };
+            if !lock_file.try_lock().map_err(|e| Error::io("lock", &lock_path, e))? {
+                return Err(Error::Locked { dir: dir.to_path_buf() });
             }
-            missing.push(a);
-        }
-        for a in missing.into_iter().rev() {
-            vfs.create_dir(a).map_err(|e| Error::io("create directory", a, e))?;
-        }
-        let lock_path = dir.join(LOCK_FILE);
-        let lock_file = vfs.open(&lock_path, OpenMode::Create).map_err(|e| Error::io("open", &lock_path, e))?;
-        if !lock_file.try_lock().map_err(|e| Error::io("lock", &lock_path, e))? {
-            return Err(Error::Locked { dir: dir.to_path_buf() });
-        }
+            Some(lock_file)
+        };
         let marker = dir.join(CLEAN_SHUTDOWN_FILE);
         let clean = vfs.exists(&marker);
         if clean {
@@ -543,7 +604,7 @@ impl Log {
         };
         let cache = Arc::new(OpenSegments::new(options.max_open_segments));
         let (prefaulter, prefault) = Prefaulter::start().map_err(|e| Error::io("spawn thread", dir, e))?;
-        let env = LogEnv { vfs: vfs.clone(), cache: cache.clone(), prefaulter: Some(prefaulter), shared: Arc::default() };
+        let env = LogEnv { vfs: vfs.clone(), cache: cache.clone(), prefaulter: Some(prefaulter), shared: Arc::default(), multi };
         let quarantine = dir.join(QUARANTINE_DIR);
 
         // Partition directories: keep those of catalogued topics, remove those a crashed create or
@@ -671,7 +732,7 @@ impl Log {
             vfs,
             options,
             env,
-            lock_file: Mutex::new(Some(lock_file)),
+            lock_file: Mutex::new(lock_file),
             catalog: Mutex::new(catalog),
             topics: RwLock::new(topics),
             groups,
@@ -681,6 +742,7 @@ impl Log {
             stop: (Mutex::new(false), Condvar::new()),
             recovery: Mutex::new(reports),
             clients: Default::default(),
+            multi: OnceLock::new(),
         });
         if publish {
             // Readers in other processes: each partition publishes its offsets, then a new writer
@@ -693,11 +755,19 @@ impl Log {
                     let _ = shared.env.shared.set((d.clone(), generation));
                     for t in shared.topics.read().unwrap_or_else(|e| e.into_inner()).values() {
                         for p in t.partitions().iter() {
-                            p.attach_shared(&d, generation);
+                            if multi {
+                                p.init_shared(&d, generation)?;
+                            } else {
+                                p.attach_shared(&d, generation);
+                            }
                         }
+                    }
+                    if multi {
+                        let _ = shared.multi.set(multi::Multi::new(dir, d.clone())?);
                     }
                     d.begin_writer();
                 }
+                Err(e) if multi => return Err(Error::io("map", dir.join(DIR_STATE_FILE), e)),
                 Err(e) => log::warn!("{}: cannot create {DIR_STATE_FILE} ({e}); readers in other processes cannot attach", dir.display()),
             }
         }
@@ -731,11 +801,11 @@ impl Log {
     }
 
     fn topic(&self, name: &str) -> Result<Arc<Topic>> {
-        self.w()?.topics.read().unwrap_or_else(|e| e.into_inner()).get(name).cloned().ok_or_else(|| Error::unknown(name, None))
+        self.w()?.topic_map().get(name).cloned().ok_or_else(|| Error::unknown(name, None))
     }
 
     fn partition(&self, topic: &str, partition: u32) -> Result<Arc<Partition>> {
-        let topics = self.w()?.topics.read().unwrap_or_else(|e| e.into_inner());
+        let topics = self.w()?.topic_map();
         topics.get(topic).ok_or_else(|| Error::unknown(topic, None))?.partition(partition)
     }
 
@@ -756,8 +826,13 @@ impl Log {
         }
         config.validate()?;
         let s = self.w()?;
+        s.changing_catalog(|| self.create_topic_locked(name, partitions, config))
+    }
+
+    fn create_topic_locked(&self, name: &str, partitions: u32, config: TopicConfig) -> Result<()> {
+        let s = self.w()?;
         let mut catalog = lock(&s.catalog);
-        if self.topic(name).is_ok() {
+        if s.topics.read().unwrap_or_else(|e| e.into_inner()).contains_key(name) {
             return Err(Error::TopicExists { topic: name.to_string() });
         }
         // Keys the caller changed from Kafka's defaults override the log's default topic config;
@@ -773,9 +848,13 @@ impl Log {
 
     /// Deletes a topic: its partitions' files and its committed offsets. Nothing of it remains.
     pub fn delete_topic(&self, name: &str) -> Result<()> {
+        self.w()?.changing_catalog(|| self.delete_topic_locked(name))
+    }
+
+    fn delete_topic_locked(&self, name: &str) -> Result<()> {
         let s = self.w()?;
         let mut catalog = lock(&s.catalog);
-        let topic = self.topic(name)?;
+        let topic = s.topics.read().unwrap_or_else(|e| e.into_inner()).get(name).cloned().ok_or_else(|| Error::unknown(name, None))?;
         if topic.internal {
             return Err(Error::ReadOnly(format!("internal topic {name}")));
         }
@@ -802,7 +881,7 @@ impl Log {
         let Some(shared) = &self.shared else {
             return self.reader.as_ref().and_then(|r| r.topic_names().ok()).unwrap_or_default();
         };
-        let mut v: Vec<String> = shared.topics.read().unwrap_or_else(|e| e.into_inner()).keys().cloned().collect();
+        let mut v: Vec<String> = shared.topic_map().keys().cloned().collect();
         v.sort();
         v
     }
@@ -859,9 +938,13 @@ impl Log {
     /// Raises a topic's partition count to `partitions`. Kafka cannot decrease it and neither
     /// can runnel: a lower or equal count is refused.
     pub fn add_partitions(&self, name: &str, partitions: u32) -> Result<()> {
+        self.w()?.changing_catalog(|| self.add_partitions_locked(name, partitions))
+    }
+
+    fn add_partitions_locked(&self, name: &str, partitions: u32) -> Result<()> {
         let s = self.w()?;
         let mut catalog = lock(&s.catalog);
-        let topic = self.topic(name)?;
+        let topic = s.topics.read().unwrap_or_else(|e| e.into_inner()).get(name).cloned().ok_or_else(|| Error::unknown(name, None))?;
         if topic.internal {
             return Err(Error::ReadOnly(format!("internal topic {name}")));
         }
@@ -908,7 +991,7 @@ impl Log {
     /// what survives a crash (see [`Acks`]).
     pub fn append(&self, topic: &str, partition: Option<u32>, records: &[Record<'_>], acks: Acks) -> Result<AppendResult> {
         let part = {
-            let topics = self.w()?.topics.read().unwrap_or_else(|e| e.into_inner());
+            let topics = self.w()?.topic_map();
             let t = topics.get(topic).ok_or_else(|| Error::unknown(topic, None))?;
             if t.internal {
                 return Err(Error::ReadOnly(format!("internal topic {topic}")));
@@ -1025,7 +1108,7 @@ impl Log {
             let part = t.partitions.get(partition as usize).cloned().ok_or_else(|| Error::unknown(topic, Some(partition)))?;
             return Ok(PartitionHandle { part: HandlePart::Reader(part), internal: t.internal });
         }
-        let topics = self.w()?.topics.read().unwrap_or_else(|e| e.into_inner());
+        let topics = self.w()?.topic_map();
         let t = topics.get(topic).ok_or_else(|| Error::unknown(topic, None))?;
         Ok(PartitionHandle { part: HandlePart::Writer(t.partition(partition)?), internal: t.internal })
     }
@@ -1211,7 +1294,7 @@ impl Log {
 
     fn all_partitions(&self) -> Vec<Arc<Partition>> {
         let Some(shared) = &self.shared else { return Vec::new() };
-        let topics = shared.topics.read().unwrap_or_else(|e| e.into_inner());
+        let topics = shared.topic_map();
         topics.values().flat_map(|t| t.partitions().iter().cloned().collect::<Vec<_>>()).collect()
     }
 
@@ -1227,6 +1310,7 @@ impl Log {
     /// Commits offsets for a consumer group, durably (fsync'd) and atomically: after a crash
     /// either every offset of the call is committed or none is.
     pub fn commit_offsets(&self, group: &str, offsets: &[OffsetCommit<'_>]) -> Result<()> {
+        self.w()?.single_process("committing consumer-group offsets")?;
         // Under the catalog lock, so that a topic cannot be deleted between the check and the write.
         let _catalog = lock(&self.w()?.catalog);
         self.w()?.check_offset_commits(group, offsets)?;
@@ -1243,6 +1327,7 @@ impl Log {
             return r.with_offsets(|o| o.committed(group, topic, partition));
         }
         self.partition(topic, partition)?;
+        self.w()?.single_process("reading consumer-group offsets")?;
         Ok(self.w()?.groups.committed(group, topic, partition))
     }
 
@@ -1261,7 +1346,10 @@ impl Log {
         let mut out = Vec::new();
         let committed = match &self.reader {
             Some(r) => r.with_offsets(|o| o.all_committed(group))?,
-            None => self.w()?.groups.all_committed(group),
+            None => {
+                self.w()?.single_process("reading consumer-group offsets")?;
+                self.w()?.groups.all_committed(group)
+            }
         };
         for (topic, partition, c) in committed {
             let Ok(hw) = self.high_watermark(&topic, partition) else { continue };
@@ -1273,6 +1361,7 @@ impl Log {
     /// Deletes a group's committed offsets. Returns whether the group existed.
     pub fn delete_group(&self, group: &str) -> Result<bool> {
         names::validate_group(group)?;
+        self.w()?.single_process("deleting a consumer group")?;
         self.w()?.groups.delete_group(group)
     }
 
@@ -1314,6 +1403,23 @@ impl Log {
             return Ok(());
         }
         self.stop_threads();
+        if let Some(m) = shared.multi.get() {
+            // Shared mode: the last process out closes the files cleanly; the others only sync
+            // what they wrote and leave. Stop appending and sync first: the last process may trim the files once this one
+            // has left.
+            let mut first_err = None;
+            for p in self.all_partitions() {
+                if let Err(e) = p.leave() {
+                    first_err.get_or_insert(e);
+                }
+            }
+            if let Some(_alone) = m.leave(&shared.dir)? {
+                let result = self.close_files();
+                m.dir_state.end_writer();
+                result?;
+            }
+            return first_err.map_or(Ok(()), Err);
+        }
         let result = self.close_files();
         if let Some((d, _)) = shared.env.shared.get() {
             d.end_writer();
@@ -1358,12 +1464,36 @@ impl Drop for Log {
 }
 
 impl Shared {
+    /// The topic map; in shared mode first caught up with topic changes of other processes.
+    fn topic_map(&self) -> std::sync::RwLockReadGuard<'_, TopicMap> {
+        if let Err(e) = multi::refresh_catalog(self, false) {
+            log::error!("{}: cannot follow the topic changes of other processes: {e}", self.dir.display());
+        }
+        self.topics.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Refuses what shared mode does not do yet.
+    fn single_process(&self, what: &str) -> Result<()> {
+        if self.multi.get().is_some() {
+            return Err(Error::InvalidArgument(format!("{what} is not available in shared mode yet (open the directory with Log::open)")));
+        }
+        Ok(())
+    }
+
+    /// Runs a catalog change: in shared mode under `.catalog.lock`, after catching up.
+    fn changing_catalog<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        match self.multi.get() {
+            Some(m) => m.changing_catalog(self, f),
+            None => f(),
+        }
+    }
+
     pub(crate) fn check_open(&self) -> Result<()> {
         if self.closed.load(Ordering::Acquire) { Err(Error::Closed) } else { Ok(()) }
     }
 
     fn lookup(&self, topic: &str, partition: u32) -> Result<Arc<Partition>> {
-        let topics = self.topics.read().unwrap_or_else(|e| e.into_inner());
+        let topics = self.topic_map();
         topics.get(topic).ok_or_else(|| Error::unknown(topic, None))?.partition(partition)
     }
 
@@ -1371,7 +1501,7 @@ impl Shared {
     /// first record's key. Internal topics are refused.
     pub(crate) fn resolve(&self, topic: &str, partition: Option<u32>, records: &[Record<'_>]) -> Result<Arc<Partition>> {
         self.check_open()?;
-        let topics = self.topics.read().unwrap_or_else(|e| e.into_inner());
+        let topics = self.topic_map();
         let t = topics.get(topic).ok_or_else(|| Error::unknown(topic, None))?;
         if t.internal {
             return Err(Error::ReadOnly(format!("internal topic {topic}")));
@@ -1402,6 +1532,7 @@ impl Shared {
     /// The transaction coordinator, creating `__transaction_state` on first use (as Kafka does).
     pub(crate) fn coordinator(&self) -> Result<Arc<Coordinator>> {
         self.check_open()?;
+        self.single_process("an idempotent or transactional producer")?;
         if let Some(c) = self.coordinator.get() {
             return Ok(c.clone());
         }
@@ -1508,7 +1639,14 @@ fn new_partition(
         quarantine_dir: &data_dir.join(QUARANTINE_DIR),
     };
     let (loaded, _): (Loaded, _) = load_partition(&ctx)?;
-    Ok(Arc::new(Partition::new(topic.clone(), p, pdir, config.clone(), env, loaded)))
+    let part = Arc::new(Partition::new(topic.clone(), p, pdir, config.clone(), env, loaded));
+    if env.multi
+        && let Some((d, generation)) = env.shared.get()
+    {
+        // Before the catalog names it: no other process can be using its state file yet.
+        part.init_shared(d, *generation)?;
+    }
+    Ok(part)
 }
 
 /// Creates a topic's directories, then commits it to the catalog (the commit point).
@@ -1561,7 +1699,7 @@ fn create_topic_files(
 }
 
 fn shared_partitions(s: &Shared) -> Vec<Arc<Partition>> {
-    let topics = s.topics.read().unwrap_or_else(|e| e.into_inner());
+    let topics = s.topic_map();
     topics.values().flat_map(|t| t.partitions().iter().cloned().collect::<Vec<_>>()).collect()
 }
 
@@ -1617,18 +1755,32 @@ fn maintenance_loop(s: &Shared) {
         if let Some(c) = s.coordinator.get().cloned() {
             c.abort_expired(s, now);
         }
-        if last_retention.elapsed() >= s.options.retention_check_interval {
-            last_retention = Instant::now();
-            if let Err(e) = run_retention(s) {
-                log::error!("background retention: {e}");
-            }
-            expire_producers(s, now);
+        let due_retention = last_retention.elapsed() >= s.options.retention_check_interval;
+        let due_checkpoint = last_checkpoint.elapsed() >= s.options.checkpoint_interval;
+        if !(due_retention || due_checkpoint) {
+            continue;
         }
-        if last_checkpoint.elapsed() >= s.options.checkpoint_interval {
-            last_checkpoint = Instant::now();
-            if let Err(e) = write_checkpoint(s) {
+        // In shared mode, one process at a time; another process's pass counts for this one.
+        let pass = || {
+            if due_retention {
+                if let Err(e) = run_retention(s) {
+                    log::error!("background retention: {e}");
+                }
+                expire_producers(s, now);
+            }
+            if due_checkpoint && let Err(e) = write_checkpoint(s) {
                 log::error!("writing the recovery-point checkpoint: {e}");
             }
+        };
+        match s.multi.get() {
+            Some(m) => m.maintaining(pass),
+            None => pass(),
+        }
+        if due_retention {
+            last_retention = Instant::now();
+        }
+        if due_checkpoint {
+            last_checkpoint = Instant::now();
         }
     }
 }

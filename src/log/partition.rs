@@ -21,7 +21,7 @@ use crate::log::producer_state::{self, Check, ProducerStates, Refusal, TxnView};
 use crate::storage::OpenSegments;
 use crate::storage::prefault::Prefaulter;
 use crate::storage::segment::{ActiveSegment, Segment};
-use crate::storage::shared_state::{DirState, PartitionState, Published};
+use crate::storage::shared_state::{DirState, LockGuard, PartitionState, Published, WriterState};
 use crate::storage::vfs::{VFile, Vfs};
 
 /// Where an appended batch landed.
@@ -50,6 +50,29 @@ struct Writer {
     producers: ProducerStates,
     /// Producer-state snapshots written since the last sync.
     unsynced_snapshots: Vec<(PathBuf, Arc<dyn VFile>)>,
+    /// Shared mode: the writer-state commit this process's view matches, and that state.
+    seen: u64,
+    view: WriterState,
+}
+
+/// The writer lock, and in shared mode also the partition's append lock with this process's view
+/// brought up to date with what other processes committed.
+struct WriterGuard<'a> {
+    w: MutexGuard<'a, Writer>,
+    _append: Option<LockGuard<'a>>,
+}
+
+impl std::ops::Deref for WriterGuard<'_> {
+    type Target = Writer;
+    fn deref(&self) -> &Writer {
+        &self.w
+    }
+}
+
+impl std::ops::DerefMut for WriterGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Writer {
+        &mut self.w
+    }
 }
 
 /// A partition of a topic.
@@ -87,6 +110,8 @@ pub struct Partition {
     /// Where readers in other processes learn what they may see (none under a simulated file
     /// system, or when the state file could not be created).
     shared: std::sync::OnceLock<SharedPublisher>,
+    /// Shared mode: `Writer::seen`, readable without the writer lock.
+    seen_commits: AtomicU64,
 }
 
 /// The writer's side of the shared state of one partition.
@@ -94,6 +119,8 @@ struct SharedPublisher {
     state: PartitionState,
     dir: Arc<DirState>,
     generation: u64,
+    /// Opened in shared mode: other processes append too, under the state file's locks.
+    multi: bool,
 }
 
 /// What [`Partition::write_batch`] did.
@@ -117,6 +144,11 @@ struct SyncState {
     /// `acks_all_batches` when the last leader started gathering.
     batches_at_last_round: u64,
 }
+
+/// Shared mode, reliability harness: the append that brings this to zero dies half-way through
+/// its copy, holding the append lock ([`crate::testing::kill_inside_append`]).
+#[cfg(feature = "fault-injection")]
+pub(crate) static KILL_INSIDE_APPEND: AtomicU64 = AtomicU64::new(0);
 
 /// The longest a group-commit leader waits for the appenders of the previous round to come back.
 const GATHER: Duration = Duration::from_micros(100);
@@ -151,6 +183,9 @@ pub(crate) struct LogEnv {
     /// The directory's shared state and this writer's generation, when readers in other
     /// processes can attach. Set once the open succeeded: an open that fails changes nothing.
     pub shared: Arc<std::sync::OnceLock<(Arc<DirState>, u64)>>,
+    /// Opened in shared mode ([`crate::Log::open_shared`]): appends take each partition's
+    /// cross-process append lock.
+    pub multi: bool,
 }
 
 impl LogEnv {
@@ -160,6 +195,96 @@ impl LogEnv {
             d.catalog_changed();
         }
     }
+}
+
+/// Shared mode: the segments of a partition as the committed writer state `s` describes them,
+/// oldest first with the active one last, read from the directory without changing anything
+/// (other processes are appending). Sealed segments of `known` are reused; `keep` is the active
+/// segment when the caller still has it open (then no [`ActiveSegment`] is returned), otherwise
+/// the active segment is opened and its committed batches scanned. Also returns the sealed
+/// segments not in `known`, with open files for syncing them.
+#[expect(clippy::type_complexity, reason = "the three results of one directory listing")]
+pub(crate) fn load_committed(
+    vfs: &Arc<dyn Vfs>,
+    dir: &Arc<Path>,
+    config: &TopicConfig,
+    s: &WriterState,
+    known: &[Arc<Segment>],
+    keep: Option<&Arc<Segment>>,
+) -> Result<(Vec<Arc<Segment>>, Option<ActiveSegment>, Vec<(Arc<Segment>, Arc<dyn VFile>)>)> {
+    use crate::storage::segment::{log_file_name, parse_segment_file_name, scan_file};
+    use crate::storage::vfs::OpenMode;
+    let entries = vfs.read_dir(dir).map_err(|e| Error::io("read directory", dir.to_path_buf(), e))?;
+    let mut bases: Vec<u64> = entries
+        .iter()
+        .filter_map(|e| e.name.to_str().and_then(parse_segment_file_name))
+        .filter(|&(b, ext)| ext == "log" && b >= s.log_start && b <= s.active_base)
+        .map(|(b, _)| b)
+        .collect();
+    bases.sort_unstable();
+    if bases.last() != Some(&s.active_base) {
+        return Err(Error::corrupt(dir.join(log_file_name(s.active_base)), 0, "the active segment another process committed is missing"));
+    }
+    let interval = config.index_interval_bytes;
+    let mut list = Vec::with_capacity(bases.len());
+    let mut fresh = Vec::new();
+    for pair in bases.windows(2) {
+        let (base, next) = (pair[0], pair[1]);
+        if let Some(seg) = known.iter().find(|x| x.base_offset == base && x.is_sealed()) {
+            list.push(seg.clone());
+            continue;
+        }
+        let path = dir.join(log_file_name(base));
+        let file = vfs.open(&path, OpenMode::Read).map_err(|e| Error::io("open", &path, e))?;
+        let size = file.len().map_err(|e| Error::io("stat", &path, e))?;
+        let max_ts = crate::log::recovery::sealed_segment_max_timestamp(vfs, dir, base, size, interval);
+        let seg = Segment::loaded(vfs.clone(), dir.clone(), base, size, next, max_ts, true);
+        fresh.push((seg.clone(), file));
+        list.push(seg);
+    }
+    let active = match keep {
+        Some(seg) => {
+            list.push(seg.clone());
+            None
+        }
+        None => {
+            let path = dir.join(log_file_name(s.active_base));
+            let file = vfs.open(&path, OpenMode::Write).map_err(|e| Error::io("open", &path, e))?;
+            let scan = scan_file(&file, s.size, s.active_base, interval, false).map_err(|e| Error::io("mmap", &path, e))?;
+            if scan.valid_end != s.size || scan.next_offset != s.leo {
+                return Err(Error::corrupt(path, scan.valid_end, "the active segment holds less than another process committed"));
+            }
+            let seg = Segment::loaded(vfs.clone(), dir.clone(), s.active_base, s.size, scan.next_offset, scan.max_timestamp, false);
+            let active = ActiveSegment::reopen(seg, config.segment_capacity(), interval, Some(scan))?;
+            list.push(active.segment().clone());
+            Some(active)
+        }
+    };
+    Ok((list, active, fresh))
+}
+
+/// Shared mode: loads a partition as the writer state committed in its state file describes it,
+/// holding the append lock meanwhile (a dead holder's leftovers are left for the next appender to
+/// repair: they lie past the committed state, which is all this reads). Returns what to build the
+/// [`Partition`] from, and the commit it matches.
+pub(crate) fn load_shared(
+    vfs: &Arc<dyn Vfs>,
+    dir: &Arc<Path>,
+    config: &TopicConfig,
+    state: &PartitionState,
+) -> Result<(Loaded, u64, WriterState)> {
+    let path = dir.join(crate::storage::shared_state::PARTITION_STATE_FILE);
+    let g = state.lock_append().map_err(|e| Error::io("lock", &path, e))?;
+    if g.owner_died() {
+        state.set_repair_needed(true);
+    }
+    let s = state.writer_state();
+    let commits = state.writer_commits();
+    let (segments, active, _) = load_committed(vfs, dir, config, &s, &[], None)?;
+    let active = active.ok_or_else(|| Error::corrupt(&path, 0, "no active segment"))?;
+    let (producers, txn) = producer_state::recover(&**vfs, dir, &segments, s.leo, config.index_interval_bytes)?;
+    drop(g);
+    Ok((Loaded { segments, active, producers, txn }, commits, s))
 }
 
 /// What a partition's files were found to hold, ready to build a [`Partition`].
@@ -201,6 +326,8 @@ impl Partition {
                 active_since: None,
                 producers: loaded.producers,
                 unsynced_snapshots: Vec::new(),
+                seen: 0,
+                view: WriterState::default(),
             }),
             sync: Mutex::new(SyncState::default()),
             synced: Condvar::new(),
@@ -209,8 +336,9 @@ impl Partition {
             txn: RwLock::new(loaded.txn),
             flush_requested: AtomicBool::new(false),
             shared: std::sync::OnceLock::new(),
+            seen_commits: AtomicU64::new(0),
         };
-        if let Some((d, generation)) = env.shared.get() {
+        if let Some((d, generation)) = env.shared.get().filter(|_| !env.multi) {
             p.attach_shared(d, *generation);
         }
         p
@@ -221,7 +349,7 @@ impl Partition {
     pub(crate) fn attach_shared(&self, dir: &Arc<DirState>, generation: u64) {
         match PartitionState::create(&self.dir) {
             Ok(state) => {
-                let _ = self.shared.set(SharedPublisher { state, dir: dir.clone(), generation });
+                let _ = self.shared.set(SharedPublisher { state, dir: dir.clone(), generation, multi: false });
                 let _w = lock(&self.writer);
                 self.publish_shared(None, None);
             }
@@ -232,6 +360,230 @@ impl Partition {
                 );
             }
         }
+    }
+
+    /// Shared mode: attaches to the partition's state file, whose locks and writer state another
+    /// process (or this one, through [`Partition::init_shared`]) initialized.
+    /// The partition was loaded from the committed writer state (under the append lock), so
+    /// its view matches it; its high watermark and durable offset come from what was published.
+    pub(crate) fn attach_multi(&self, dir: &Arc<DirState>, generation: u64, state: PartitionState, commits: u64, view: WriterState) {
+        {
+            let mut w = lock(&self.writer);
+            w.seen = commits;
+            w.view = view;
+            self.seen_commits.store(commits, Ordering::Release);
+            let leo = self.leo.load(Ordering::Acquire);
+            self.durable.store(state.durable().min(leo), Ordering::Release);
+            let hw = state.read().map_or(0, |p| p.high_watermark).min(leo);
+            self.hw.store(hw, Ordering::Release);
+        }
+        let _ = self.shared.set(SharedPublisher { state, dir: dir.clone(), generation, multi: true });
+    }
+
+    /// Shared mode, a process closing while others stay: syncs what is written, then refuses
+    /// further use. Files are left as they are for the others (the last process out trims them).
+    pub(crate) fn leave(&self) -> Result<()> {
+        let result = if self.poisoned.load(Ordering::Acquire) { Ok(()) } else { self.sync() };
+        let _w = lock(&self.writer);
+        self.closed.store(true, Ordering::Release);
+        result
+    }
+
+    /// Shared mode, first process on the directory: initializes the partition's locks and writer
+    /// state from what this process recovered, and attaches. No other process can be using the
+    /// state file (the caller holds the directory lock exclusively, or the partition directory is
+    /// not yet reachable).
+    pub(crate) fn init_shared(&self, dir: &Arc<DirState>, generation: u64) -> Result<()> {
+        let path = self.dir.join(crate::storage::shared_state::PARTITION_STATE_FILE);
+        let state = PartitionState::create(&self.dir).map_err(|e| Error::io("map", &path, e))?;
+        {
+            let mut w = lock(&self.writer);
+            let view = WriterState {
+                leo: self.leo.load(Ordering::Acquire),
+                active_base: w.active.segment().base_offset,
+                size: w.active.segment().size(),
+                epoch: 0,
+                log_start: self.log_start.load(Ordering::Acquire),
+                deleted: false,
+            };
+            state.init_shared(&view, self.durable.load(Ordering::Acquire)).map_err(|e| Error::io("init lock", &path, e))?;
+            w.view = view;
+            w.seen = state.writer_commits();
+            self.seen_commits.store(w.seen, Ordering::Release);
+        }
+        let _ = self.shared.set(SharedPublisher { state, dir: dir.clone(), generation, multi: true });
+        let _w = lock(&self.writer);
+        self.publish_shared(None, None);
+        Ok(())
+    }
+
+    /// The writer lock for a query: in shared mode caught up when that succeeds (a failure shows
+    /// again on the next append), this process's last view otherwise.
+    fn writer_view(&self) -> WriterGuard<'_> {
+        match self.lock_writer() {
+            Ok(w) => w,
+            Err(_) => WriterGuard { w: lock(&self.writer), _append: None },
+        }
+    }
+
+    /// The shared state in shared mode.
+    fn multi(&self) -> Option<&PartitionState> {
+        self.shared.get().filter(|s| s.multi).map(|s| &s.state)
+    }
+
+    /// Takes the writer lock; in shared mode also the append lock, repairing what a holder that
+    /// died left and catching up with what other processes committed.
+    fn lock_writer(&self) -> Result<WriterGuard<'_>> {
+        let mut w = lock(&self.writer);
+        let Some(st) = self.multi() else { return Ok(WriterGuard { w, _append: None }) };
+        let g = st.lock_append().map_err(|e| Error::io("lock", self.dir.join("partition.state"), e))?;
+        if g.owner_died() {
+            st.set_repair_needed(true);
+        }
+        if st.repair_needed() {
+            self.repair_dead_holder(&mut w, st)?;
+            st.set_repair_needed(false);
+        }
+        self.catch_up(&mut w, st)?;
+        Ok(WriterGuard { w, _append: Some(g) })
+    }
+
+    /// Shared mode: commits this process's writer state for the others (under the append lock).
+    fn commit_view(&self, w: &mut Writer) {
+        let Some(st) = self.multi() else { return };
+        let seg = w.active.segment();
+        let view = WriterState {
+            leo: self.leo.load(Ordering::Acquire),
+            active_base: seg.base_offset,
+            size: seg.size(),
+            epoch: w.view.epoch,
+            log_start: self.log_start.load(Ordering::Acquire),
+            deleted: w.view.deleted,
+        };
+        st.set_writer_state(&view);
+        w.view = view;
+        w.seen = st.writer_commits();
+        self.seen_commits.store(w.seen, Ordering::Release);
+    }
+
+    /// Shared mode: brings this process's view up to date with the writer state other processes
+    /// committed: batches appended in place are taken in from the file; anything else (a roll,
+    /// retention, a repair) reloads the segment list from the directory.
+    fn catch_up(&self, w: &mut Writer, st: &PartitionState) -> Result<()> {
+        let commits = st.writer_commits();
+        if commits != w.seen {
+            let s = st.writer_state();
+            if s.deleted {
+                self.deleted.store(true, Ordering::Release);
+                return Err(Error::unknown(&self.topic, Some(self.id)));
+            }
+            let from = self.leo.load(Ordering::Acquire);
+            let same_active = s.active_base == w.active.segment().base_offset && s.size >= w.active.segment().size();
+            if same_active && s.epoch != w.view.epoch {
+                // A repair may have trimmed the active file; retention may have removed segments.
+                w.active.refresh_allocation()?;
+            }
+            if same_active {
+                w.active.adopt(s.size)?;
+            }
+            if !same_active || s.epoch != w.view.epoch {
+                self.reload_segments(w, &s, same_active)?;
+            } else if s.leo > from {
+                let active = [w.active.segment().clone()];
+                let mut view = self.txn.write().unwrap_or_else(|e| e.into_inner());
+                producer_state::replay(&active, from, s.leo, self.config.index_interval_bytes, &mut w.producers, &mut view)?;
+                self.first_unstable.store(view.first_unstable(), Ordering::Release);
+            }
+            self.leo.store(s.leo, Ordering::Release);
+            self.log_start.store(s.log_start, Ordering::Release);
+            w.view = s;
+            w.seen = commits;
+            self.seen_commits.store(commits, Ordering::Release);
+        }
+        self.follow_published(w);
+        Ok(())
+    }
+
+    /// Shared mode: rebuilds the segment list from the directory as `s` describes it. Sealed
+    /// segments this process already knows are kept; those sealed by another process since this
+    /// one last looked are queued for this process's next sync round too (their writer may die
+    /// before syncing them). `keep_active`: the active segment is the one this process has open
+    /// (already caught up); otherwise it is reopened and its batches scanned.
+    fn reload_segments(&self, w: &mut Writer, s: &WriterState, keep_active: bool) -> Result<()> {
+        let old = self.segments();
+        let keep = keep_active.then(|| w.active.segment().clone());
+        let (list, active, sealed) = load_committed(&self.vfs, &self.dir, &self.config, s, &old, keep.as_ref())?;
+        let old_active = w.active.segment().base_offset;
+        for (seg, file) in sealed {
+            if seg.base_offset >= old_active {
+                w.unsynced.push((seg, file));
+                w.dir_dirty = true;
+            }
+        }
+        if let Some(mut active) = active {
+            active.set_prefaulter(self.prefaulter.clone());
+            w.active = active;
+            w.active_since = None;
+        }
+        *self.segments.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(list.clone());
+        let (producers, txn) = producer_state::recover(&*self.vfs, &self.dir, &list, s.leo, self.config.index_interval_bytes)?;
+        w.producers = producers;
+        self.first_unstable.store(txn.first_unstable(), Ordering::Release);
+        *self.txn.write().unwrap_or_else(|e| e.into_inner()) = txn;
+        Ok(())
+    }
+
+    /// Shared mode: takes in the high watermark and the durable offset other processes published:
+    /// every segment below the published position becomes visible.
+    fn follow_published(&self, w: &mut Writer) {
+        let Some(sh) = self.shared.get().filter(|s| s.multi) else { return };
+        self.durable.fetch_max(sh.state.durable().min(self.leo.load(Ordering::Acquire)), Ordering::AcqRel);
+        let Ok(p) = sh.state.read() else { return };
+        if p.high_watermark <= self.hw.load(Ordering::Acquire) {
+            return;
+        }
+        for seg in self.segments().iter().rev() {
+            if seg.base_offset > p.segment {
+                continue;
+            }
+            if seg.base_offset == p.segment {
+                seg.publish(p.position.min(seg.size()));
+            } else if seg.visible() < seg.size() {
+                seg.publish(seg.size());
+            } else {
+                break;
+            }
+        }
+        let _ = w;
+        self.hw.fetch_max(p.high_watermark.min(self.leo.load(Ordering::Acquire)), Ordering::AcqRel);
+    }
+
+    /// Shared mode: the previous holder of the append lock died holding it. The committed writer
+    /// state describes complete batches only; whatever it left past that is cut. Non-zero bytes
+    /// past the committed size of the active segment (a half-copied batch) are copied to
+    /// `quarantine/` with a report and zeroed; segment files past the committed active segment (a
+    /// roll it did not commit) are moved there. The epoch moves, so every process reloads.
+    fn repair_dead_holder(&self, w: &mut Writer, st: &PartitionState) -> Result<()> {
+        let s = st.writer_state();
+        log::warn!("{}: an appender died holding the append lock; cutting what it left past offset {}", self.dir.display(), s.leo);
+        let data_dir = self.dir.parent().unwrap_or(&self.dir);
+        let quarantine = data_dir.join(crate::catalog::QUARANTINE_DIR);
+        let ctx = crate::log::recovery::LoadContext {
+            vfs: &self.vfs,
+            dir: self.dir.clone(),
+            topic: &self.topic,
+            partition: self.id,
+            config: &self.config,
+            recovery_point: None,
+            clean: false,
+            quarantine_dir: &quarantine,
+        };
+        crate::log::recovery::cut_after_dead_appender(&ctx, s.active_base, s.size)?;
+        let mut next = s;
+        next.epoch += 1;
+        st.set_writer_state(&next);
+        let _ = w;
+        Ok(())
     }
 
     /// Publishes the partition's offsets to readers in other processes: the high watermark, the
@@ -246,7 +598,7 @@ impl Partition {
     /// `None` wakes them now.
     fn publish_shared(&self, paced: Option<u64>, at: Option<(u64, u64)>) {
         let Some(sh) = self.shared.get() else { return };
-        let hw = self.high_watermark();
+        let hw = self.hw.load(Ordering::Acquire);
         let (segment, position) = at.unwrap_or_else(|| {
             let segs = self.segments();
             let seg = segs.iter().rev().find(|s| s.base_offset < hw).or(segs.first());
@@ -256,7 +608,7 @@ impl Partition {
             high_watermark: hw,
             segment,
             position,
-            log_start: self.log_start_offset(),
+            log_start: self.log_start.load(Ordering::Acquire),
             last_stable: self.last_stable_offset_below(hw),
         };
         sh.state.publish(&published, sh.generation);
@@ -270,22 +622,40 @@ impl Partition {
 
     /// The offset the next appended record will get.
     pub fn log_end_offset(&self) -> u64 {
+        self.refresh();
         self.leo.load(Ordering::Acquire)
     }
 
     /// The end of what readers may see.
     pub fn high_watermark(&self) -> u64 {
+        self.refresh();
         self.hw.load(Ordering::Acquire)
     }
 
     /// The end of what is fsync'd.
     pub fn durable_offset(&self) -> u64 {
+        self.refresh();
         self.durable.load(Ordering::Acquire)
     }
 
     /// The first offset still in the log.
     pub fn log_start_offset(&self) -> u64 {
+        self.refresh();
         self.log_start.load(Ordering::Acquire)
+    }
+
+    /// Shared mode: catches up with other processes if they committed or published anything
+    /// since this process last looked (a few loads when nothing changed). Errors show on the next
+    /// append or fetch.
+    fn refresh(&self) {
+        let Some(st) = self.multi() else { return };
+        let hw = self.hw.load(Ordering::Acquire);
+        let stale = st.writer_commits() != self.seen_commits.load(Ordering::Acquire)
+            || st.read().is_ok_and(|p| p.high_watermark > hw)
+            || st.durable() > self.durable.load(Ordering::Acquire);
+        if stale {
+            let _ = self.lock_writer();
+        }
     }
 
     /// A snapshot of the segment list, oldest first.
@@ -295,6 +665,13 @@ impl Partition {
 
     /// Refuses all further use, and waits for an append in flight to finish.
     pub(crate) fn mark_deleted(&self) {
+        if self.multi().is_some()
+            && let Ok(mut w) = self.lock_writer()
+        {
+            // Other processes' appends fail from their next catch-up on.
+            w.view.deleted = true;
+            self.commit_view(&mut w);
+        }
         self.deleted.store(true, Ordering::Release);
         drop(lock(&self.writer));
     }
@@ -347,7 +724,14 @@ impl Partition {
             Written::Duplicate(b) => (b.base_offset, b.last_offset + 1),
         };
         if acks == Acks::All {
-            self.acks_all_batches.fetch_add(1, Ordering::Relaxed);
+            match self.multi() {
+                Some(st) => {
+                    st.count_acks_all();
+                }
+                None => {
+                    self.acks_all_batches.fetch_add(1, Ordering::Relaxed);
+                }
+            }
             self.sync_to(next)?;
         }
         Ok(AppendResult {
@@ -382,7 +766,7 @@ impl Partition {
     /// Checks, encodes and copies one batch in under the writer lock.
     fn write_batch(&self, records: &[Record<'_>], now_ns: u64, producer: ProducerFields, max: u64) -> Result<Written> {
         let now = ms_of(now_ns);
-        let mut w = lock(&self.writer);
+        let mut w = self.lock_writer()?;
         self.check_writable()?;
         if producer.producer_id >= 0 {
             match w.producers.check(producer.producer_id, producer.producer_epoch, producer.base_sequence, records.len() as u32) {
@@ -407,7 +791,7 @@ impl Partition {
     /// returns whether it did. Without an open transaction it only records the epoch, so that
     /// later batches of older epochs are fenced.
     pub(crate) fn write_marker(&self, producer_id: i64, epoch: i16, marker: MarkerType) -> Result<bool> {
-        let mut w = lock(&self.writer);
+        let mut w = self.lock_writer()?;
         self.check_writable()?;
         let now_ns = now_ns();
         let now = ms_of(now_ns);
@@ -451,6 +835,15 @@ impl Partition {
         // A full disk fails here, before anything is written: the partition stays usable and
         // appends succeed again once space is freed.
         active.reserve(buf.len())?;
+        #[cfg(feature = "fault-injection")]
+        if self.multi().is_some()
+            && KILL_INSIDE_APPEND.load(Ordering::Relaxed) > 0
+            && KILL_INSIDE_APPEND.fetch_sub(1, Ordering::Relaxed) == 1
+        {
+            // The reliability harness: die holding the append lock with half a batch copied in.
+            active.write_torn(&buf[..buf.len() / 2]);
+            let _ = rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::KILL);
+        }
         if let Err(e) = active.append(buf, header) {
             return Err(self.poison(e));
         }
@@ -471,6 +864,7 @@ impl Partition {
         }
         let next = header.next_offset();
         self.leo.store(next, Ordering::Release);
+        self.commit_view(w);
         if self.config.high_watermark == HighWatermark::Written {
             let seg = w.active.segment();
             seg.publish(seg.size());
@@ -517,6 +911,7 @@ impl Partition {
             *segs = Arc::new(list);
         }
         self.cache.opened(&sealed);
+        self.commit_view(w);
         Ok(())
     }
 
@@ -524,7 +919,7 @@ impl Partition {
     /// before it writes a snapshot). Does nothing if the active segment is empty.
     pub(crate) fn force_roll(&self) -> Result<()> {
         self.check_writable()?;
-        let mut w = lock(&self.writer);
+        let mut w = self.lock_writer()?;
         if w.active.segment().size() == 0 {
             return Ok(());
         }
@@ -545,6 +940,13 @@ impl Partition {
     /// they share its fsync instead of each starting their own. A lone appender never waits.
     pub fn sync_to(&self, target: u64) -> Result<()> {
         if self.durable.load(Ordering::Acquire) >= target {
+            return Ok(());
+        }
+        if let Some(st) = self.multi()
+            && st.durable() >= target
+        {
+            // Another process's sync round covered it.
+            self.durable.fetch_max(target, Ordering::AcqRel);
             return Ok(());
         }
         let mut st = lock(&self.sync);
@@ -568,11 +970,11 @@ impl Partition {
             // batch before this round's snapshot. Yielding (rather than sleeping) hands the CPU to
             // exactly those threads.
             let deadline = Instant::now() + GATHER;
-            while self.acks_all_batches.load(Ordering::Relaxed).saturating_sub(since) < want && Instant::now() < deadline {
+            while self.acks_all_count().saturating_sub(since) < want && Instant::now() < deadline {
                 std::thread::yield_now();
             }
         }
-        let batches = self.acks_all_batches.load(Ordering::Relaxed);
+        let batches = self.acks_all_count();
         let result = self.sync_now();
         let mut st = lock(&self.sync);
         st.leader = false;
@@ -587,14 +989,27 @@ impl Partition {
     /// file was created, the directory; then publishes the new durable offset (and high watermark).
     fn sync_now(&self) -> Result<()> {
         self.check_writable()?;
+        // Shared mode: one sync leader across processes; the others queue on the lock and most
+        // find their appends covered when they get it.
+        let leader = match self.multi() {
+            Some(st) => Some(st.lock_sync().map_err(|e| Error::io("lock", self.dir.join("partition.state"), e))?),
+            None => None,
+        };
         let (leo, active, file, size, unsynced, dir_dirty, snapshots) = {
-            let mut w = lock(&self.writer);
+            let mut w = self.lock_writer()?;
             let unsynced = std::mem::take(&mut w.unsynced);
             let snapshots = std::mem::take(&mut w.unsynced_snapshots);
             let dir_dirty = std::mem::replace(&mut w.dir_dirty, false);
             let seg = w.active.segment().clone();
             (self.leo.load(Ordering::Acquire), seg.clone(), w.active.file().clone(), seg.size(), unsynced, dir_dirty, snapshots)
         };
+        let covered = self.multi().is_some_and(|st| st.durable() >= leo);
+        if covered {
+            // Another process's round synced everything up to `leo`, including the segments sealed
+            // before it (it had caught up to `leo` itself).
+            self.durable.fetch_max(leo, Ordering::AcqRel);
+            return Ok(());
+        }
         for (seg, f) in &unsynced {
             f.sync_data().map_err(|e| self.poison(Error::io("fdatasync", seg.log_path(), e)))?;
         }
@@ -605,6 +1020,10 @@ impl Partition {
         if dir_dirty {
             self.vfs.sync_dir(&self.dir).map_err(|e| self.poison(Error::io("fsync", self.dir.to_path_buf(), e)))?;
         }
+        if let Some(st) = self.multi() {
+            st.raise_durable(leo);
+        }
+        drop(leader);
         self.durable.fetch_max(leo, Ordering::AcqRel);
         self.last_sync_ms.store(now_ms(), Ordering::Relaxed);
         if self.config.high_watermark == HighWatermark::Durable {
@@ -613,22 +1032,30 @@ impl Partition {
             }
             active.publish(size);
             self.hw.fetch_max(leo, Ordering::AcqRel);
-            let _w = lock(&self.writer);
+            let _w = self.lock_writer()?;
             self.publish_shared(None, None);
         }
         Ok(())
     }
 
+    /// acks=all batches written so far (by every process, in shared mode).
+    fn acks_all_count(&self) -> u64 {
+        match self.multi() {
+            Some(st) => st.acks_all(),
+            None => self.acks_all_batches.load(Ordering::Relaxed),
+        }
+    }
+
     /// Syncs everything written so far.
     pub fn sync(&self) -> Result<()> {
-        self.sync_to(self.log_end_offset())
+        self.sync_to(self.leo.load(Ordering::Acquire))
     }
 
     /// Syncs if there is unsynced data and `flush.ms` has passed since the last sync.
     pub(crate) fn maybe_flush(&self, now: i64) -> Result<()> {
         let due = now.saturating_sub(self.last_sync_ms.load(Ordering::Relaxed)) >= self.config.flush_ms as i64
             || self.flush_requested.swap(false, Ordering::AcqRel);
-        if due && self.durable_offset() < self.log_end_offset() && !self.poisoned.load(Ordering::Acquire) {
+        if due && self.durable.load(Ordering::Acquire) < self.leo.load(Ordering::Acquire) && !self.poisoned.load(Ordering::Acquire) {
             self.sync()?;
         }
         Ok(())
@@ -637,9 +1064,10 @@ impl Partition {
     /// The last stable offset: the end of what read_committed readers may see, the high
     /// watermark unless a transaction is open below it.
     pub fn last_stable_offset(&self) -> u64 {
+        self.refresh();
         // The high watermark first: a transaction is in the view before its first batch can be
         // below the high watermark.
-        self.last_stable_offset_below(self.high_watermark())
+        self.last_stable_offset_below(self.hw.load(Ordering::Acquire))
     }
 
     /// The last stable offset given a high watermark loaded before it.
@@ -657,16 +1085,17 @@ impl Partition {
         if self.deleted.load(Ordering::Acquire) {
             return Err(Error::unknown(&self.topic, Some(self.id)));
         }
+        self.refresh();
         // Load the high watermark before the segment list: a roll publishes the new list before
         // the high watermark can move into the new segment.
-        let hw = self.high_watermark();
+        let hw = self.hw.load(Ordering::Acquire);
         let lso = self.last_stable_offset_below(hw);
         let bound = match isolation {
             IsolationLevel::ReadUncommitted => hw,
             IsolationLevel::ReadCommitted => lso,
         };
         let segs = self.segments();
-        let log_start = self.log_start_offset();
+        let log_start = self.log_start.load(Ordering::Acquire);
         if offset < log_start || offset > hw {
             return Err(Error::OffsetOutOfRange { requested: offset, log_start, high_watermark: hw });
         }
@@ -690,7 +1119,7 @@ impl Partition {
             }
             Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
                 // Retention deleted the segment after the list was read.
-                let log_start = self.log_start_offset();
+                let log_start = self.log_start.load(Ordering::Acquire);
                 return Err(Error::OffsetOutOfRange { requested: offset, log_start, high_watermark });
             }
             Err(e) => return Err(e),
@@ -710,7 +1139,8 @@ impl Partition {
     /// The first offset whose record has a timestamp at or after `timestamp`, with that
     /// timestamp; `None` when every visible record is older.
     pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<(u64, i64)>> {
-        let hw = self.high_watermark();
+        self.refresh();
+        let hw = self.hw.load(Ordering::Acquire);
         let segs = self.segments();
         for seg in segs.iter() {
             if seg.base_offset >= hw {
@@ -738,7 +1168,7 @@ impl Partition {
             return Ok(0);
         }
         let segs = self.segments();
-        let hw = self.high_watermark();
+        let hw = self.hw.load(Ordering::Acquire);
         let mut total: u64 = segs.iter().map(|s| s.size()).sum();
         let mut n = 0usize;
         for seg in segs.iter() {
@@ -769,8 +1199,8 @@ impl Partition {
     /// and nothing their policy did not choose), never the active segment nor any segment holding
     /// offsets at or above the high watermark. Returns how many.
     fn delete_through(&self, end: u64) -> Result<usize> {
-        let _w = lock(&self.writer);
-        let hw = self.high_watermark();
+        let mut w = self.lock_writer()?;
+        let hw = self.hw.load(Ordering::Acquire);
         let removed: Vec<Arc<Segment>> = {
             let mut segs = self.segments.write().unwrap_or_else(|e| e.into_inner());
             let n = segs.iter().take_while(|s| s.is_sealed() && s.next_offset() <= end && s.next_offset() <= hw).count();
@@ -786,6 +1216,9 @@ impl Partition {
             *segs = Arc::new(rest);
             removed
         };
+        // Other processes reload their segment lists.
+        w.view.epoch += 1;
+        self.commit_view(&mut w);
         // Readers in other processes learn the new log start before the files go, so one that finds
         // a file missing finds the reason too.
         self.publish_shared(None, None);
@@ -794,7 +1227,7 @@ impl Partition {
             seg.delete_files()?;
             seg.evict();
         }
-        let log_start = self.log_start_offset();
+        let log_start = self.log_start.load(Ordering::Acquire);
         self.txn.write().unwrap_or_else(|e| e.into_inner()).prune(log_start);
         producer_state::remove_snapshots_before(&*self.vfs, &self.dir, log_start);
         self.vfs.sync_dir(&self.dir).map_err(|e| Error::io("fsync", self.dir.to_path_buf(), e))?;
@@ -803,10 +1236,11 @@ impl Partition {
 
     /// Clean shutdown: syncs, trims the active segment and writes its indexes.
     pub(crate) fn close(&self) -> Result<()> {
-        if !self.poisoned.load(Ordering::Acquire) {
+        // A partition that left shared mode ([`Partition::leave`]) was synced then.
+        if !self.poisoned.load(Ordering::Acquire) && !self.closed.load(Ordering::Acquire) {
             self.sync()?;
         }
-        let w = lock(&self.writer);
+        let w = self.lock_writer()?;
         // After this, appends (through a handle that outlived the log) fail with `Closed` instead
         // of writing past the trimmed end of the file.
         self.closed.store(true, Ordering::Release);
@@ -821,7 +1255,7 @@ impl Partition {
         active.flush_indexes()?;
         active.sync_indexes()?;
         // The producer state at the log end, so that the next open replays nothing.
-        let leo = self.log_end_offset();
+        let leo = self.leo.load(Ordering::Acquire);
         let snapshot = w.producers.snapshot(leo, &self.txn.read().unwrap_or_else(|e| e.into_inner()));
         let (snap_path, f) = producer_state::write_snapshot(&*self.vfs, &self.dir, &snapshot)?;
         f.sync_data().map_err(|e| Error::io("fdatasync", snap_path, e))?;
@@ -832,27 +1266,27 @@ impl Partition {
 
     /// Producers with a transaction open in this partition, with their epochs.
     pub(crate) fn open_transactions(&self) -> Vec<(i64, i16)> {
-        lock(&self.writer).producers.open_transactions()
+        self.writer_view().producers.open_transactions()
     }
 
     /// The latest epoch of `producer_id` this partition has seen.
     pub(crate) fn producer_epoch(&self, producer_id: i64) -> Option<i16> {
-        lock(&self.writer).producers.producers.get(&producer_id).map(|e| e.epoch)
+        self.writer_view().producers.producers.get(&producer_id).map(|e| e.epoch)
     }
 
     /// The first offset of `producer_id`'s transaction open in this partition, if one is.
     pub(crate) fn open_transaction_start(&self, producer_id: i64) -> Option<u64> {
-        lock(&self.writer).producers.producers.get(&producer_id).and_then(|e| e.txn_first_offset)
+        self.writer_view().producers.producers.get(&producer_id).and_then(|e| e.txn_first_offset)
     }
 
     /// Forgets producers idle since before `cutoff` (ms) that have no transaction open.
     pub(crate) fn expire_producers(&self, cutoff: i64) -> usize {
-        lock(&self.writer).producers.expire(cutoff)
+        self.writer_view().producers.expire(cutoff)
     }
 
     /// How many producers this partition remembers.
     pub fn producer_count(&self) -> usize {
-        lock(&self.writer).producers.producers.len()
+        self.writer_view().producers.producers.len()
     }
 
     /// Number of segments and their total size in bytes.

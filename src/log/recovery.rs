@@ -238,6 +238,11 @@ fn index_matches(vfs: &Arc<dyn Vfs>, dir: &Path, d: &OnDisk) -> bool {
     h[0..4] == index::OFFSET_INDEX_MAGIC && h[8..16] == d.base.to_le_bytes() && h[16..24] == d.size.to_le_bytes()
 }
 
+/// The largest timestamp of the sealed segment at `base` of `size` bytes in `dir`.
+pub(crate) fn sealed_segment_max_timestamp(vfs: &Arc<dyn Vfs>, dir: &Path, base: u64, size: u64, interval: u64) -> i64 {
+    sealed_max_timestamp(vfs, dir, &OnDisk { base, size }, interval)
+}
+
 /// The largest timestamp of a sealed segment, from its time index or, failing that, a scan.
 fn sealed_max_timestamp(vfs: &Arc<dyn Vfs>, dir: &Path, d: &OnDisk, interval: u64) -> i64 {
     let path = dir.join(format!("{:020}.timeindex", d.base));
@@ -418,4 +423,53 @@ fn quarantine_segment(ctx: &LoadContext<'_>, base: u64, reason: &str) -> Result<
         ],
     )?;
     vfs.sync_dir(&qdir).map_err(io("fsync", &qdir))
+}
+
+/// Shared mode: cuts what an appender that died holding a partition's append lock left past the
+/// committed state (the active segment at `active_base` holding `size` bytes of complete
+/// batches). Non-zero bytes after `size` (a half-copied batch) are copied to quarantine with a
+/// report, then zeroed in place: the file keeps its length, since other processes map it, and the
+/// next append overwrites the zeros. Segment files after the active one (a roll it did not commit)
+/// are moved to quarantine. Idempotent: a repairer that dies is followed by another.
+pub(crate) fn cut_after_dead_appender(ctx: &LoadContext<'_>, active_base: u64, size: u64) -> Result<()> {
+    let vfs = ctx.vfs;
+    let log = ctx.dir.join(segment::log_file_name(active_base));
+    let f = vfs.open(&log, OpenMode::Write).map_err(io("open", &log))?;
+    let len = f.len().map_err(io("stat", &log))?;
+    // The last non-zero byte after `size`: a batch is copied in front to back, so everything the
+    // dead appender wrote lies in [size, end).
+    let mut end = size;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut pos = size;
+    while pos < len {
+        let n = (len - pos).min(buf.len() as u64) as usize;
+        f.read_exact_at(&mut buf[..n], pos).map_err(io("read", &log))?;
+        if let Some(i) = buf[..n].iter().rposition(|&b| b != 0) {
+            end = pos + i as u64 + 1;
+        }
+        pos += n as u64;
+    }
+    if end > size {
+        quarantine_tail(ctx, &log, active_base, size, end, "left half-written by an appender that died holding the append lock")?;
+        let zeros = vec![0u8; (end - size).min(1 << 20) as usize];
+        let mut at = size;
+        while at < end {
+            let n = (end - at).min(zeros.len() as u64) as usize;
+            f.write_all_at(&zeros[..n], at).map_err(io("write", &log))?;
+            at += n as u64;
+        }
+    }
+    let entries = vfs.read_dir(&ctx.dir).map_err(io("read directory", &ctx.dir))?;
+    let mut later: Vec<u64> = entries
+        .iter()
+        .filter_map(|e| e.name.to_str().and_then(parse_segment_file_name))
+        .filter(|&(b, ext)| ext == "log" && b > active_base)
+        .map(|(b, _)| b)
+        .collect();
+    later.sort_unstable();
+    later.dedup();
+    for base in later {
+        quarantine_segment(ctx, base, "created by an appender that died before committing its roll")?;
+    }
+    vfs.sync_dir(&ctx.dir).map_err(io("fsync", &ctx.dir))
 }

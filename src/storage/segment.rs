@@ -575,6 +575,22 @@ impl ActiveSegment {
         } else if let Some(map) = &self.data.map {
             map.write(pos as usize, batch);
         }
+        self.note_batch(pos, batch.len() as u64, header);
+        Ok(())
+    }
+
+    /// Copies `bytes` in at the write position without accounting for them: the reliability
+    /// harness's torn batch.
+    #[cfg(feature = "fault-injection")]
+    pub fn write_torn(&mut self, bytes: &[u8]) {
+        if let Some(map) = &self.data.map {
+            map.write(self.seg.size() as usize, bytes);
+        }
+    }
+
+    /// Accounts for a batch of `len` bytes now at `pos`: index entries, largest timestamp, next
+    /// offset, then the size (release: the bytes were stored before).
+    fn note_batch(&mut self, pos: u64, len: u64, header: &BatchHeader) {
         if self.since_index >= self.index_interval && pos > 0 {
             let rel = (header.base_offset - self.seg.base_offset) as u32;
             let mut slot = self.seg.indexes.write().unwrap_or_else(|e| e.into_inner());
@@ -583,10 +599,42 @@ impl ActiveSegment {
             ix.times.push(TimeEntry { timestamp: self.seg.max_timestamp(), relative_offset: rel });
             self.since_index = 0;
         }
-        self.since_index += batch.len() as u64;
+        self.since_index += len;
         self.seg.max_timestamp.fetch_max(header.max_timestamp, Ordering::AcqRel);
         self.seg.next_offset.store(header.next_offset(), Ordering::Release);
-        self.seg.size.store(end, Ordering::Release);
+        self.seg.size.store(pos + len, Ordering::Release);
+    }
+
+    /// Takes in the complete batches another process appended after this segment's size, up to
+    /// `to` bytes (shared mode): their bytes are in the file already (the same page cache), only
+    /// this process's account of them (size, index entries, timestamps) moves.
+    pub fn adopt(&mut self, to: u64) -> Result<()> {
+        let path = self.seg.log_path();
+        if to > self.capacity {
+            return Err(Error::corrupt(&path, to, "another process wrote past this segment's capacity"));
+        }
+        let data = self.data.clone();
+        let bytes = data.prefix(to);
+        let mut pos = self.seg.size();
+        while pos < to {
+            let h = BatchHeader::parse(&bytes[pos as usize..]).map_err(|e| Error::corrupt(&path, pos, e.to_string()))?;
+            let len = h.total_len() as u64;
+            if pos + len > to {
+                return Err(Error::corrupt(&path, pos, "a batch runs past the size another process committed"));
+            }
+            self.note_batch(pos, len, &h);
+            pos += len;
+        }
+        // Whatever another process reserved past `to` is unknown here; the next reserve extends.
+        self.allocated = self.allocated.max(to);
+        Ok(())
+    }
+
+    /// Rereads how much of the file has space reserved (shared mode: another process may have
+    /// trimmed it, sealing it in a roll it did not finish).
+    pub fn refresh_allocation(&mut self) -> Result<()> {
+        let path = self.seg.log_path();
+        self.allocated = self.file.len().map_err(|e| Error::io("stat", &path, e))?.min(self.capacity);
         Ok(())
     }
 

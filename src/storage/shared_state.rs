@@ -25,9 +25,9 @@ pub const PARTITION_STATE_FILE: &str = "partition.state";
 
 const DIR_MAGIC: u64 = u64::from_le_bytes(*b"RNLSTATE");
 const PARTITION_MAGIC: u64 = u64::from_le_bytes(*b"RNLPSTAT");
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 const DIR_LEN: usize = 64;
-const PARTITION_LEN: usize = 128;
+const PARTITION_LEN: usize = 512;
 
 // Both files begin with a magic (u64 at 0) and a version (u32 at 8).
 const MAGIC_AT: usize = 0;
@@ -44,6 +44,18 @@ const D_WRITER_PID: usize = 40;
 const P_SEQ: usize = 16;
 const P_SLOTS: [usize; 2] = [24, 64];
 const P_GENERATION: usize = 104;
+// Shared read-write mode: the two process-shared locks, the writers' state (two slots and the
+// number of commits, which also selects the current slot), the durable offset, a count of
+// acks=all batches, and the repair flags.
+const P_APPEND_LOCK: usize = 128;
+const P_SYNC_LOCK: usize = 192;
+const LOCK_LEN: usize = 64;
+const P_W_COMMITS: usize = 256;
+const P_W_SLOTS: [usize; 2] = [264, 312];
+const P_DURABLE: usize = 360;
+const P_ACKS_ALL: usize = 368;
+const P_REPAIRS: usize = 376;
+const P_REPAIR_NEEDED: usize = 384;
 
 /// The shortest interval between two futex wakes from appends: a writer appending millions of
 /// batches a second does not make a system call for each. A follower that slept through a skipped
@@ -363,5 +375,206 @@ impl PartitionState {
             }
             std::hint::spin_loop();
         }
+    }
+}
+
+/// A process-shared, robust mutex living in a shared state file (glibc's
+/// `PTHREAD_PROCESS_SHARED` + `PTHREAD_MUTEX_ROBUST`, as LMDB uses): uncontended, locking and
+/// unlocking are one atomic instruction each in user space; a waiter sleeps on the mutex's futex;
+/// and when a holder's thread dies (its process killed at any instruction) the kernel marks the
+/// mutex and hands it to the next locker, which learns it from [`LockGuard::owner_died`].
+struct RobustLock<'a> {
+    ptr: *mut libc::pthread_mutex_t,
+    _page: std::marker::PhantomData<&'a Page>,
+}
+
+const _: () = assert!(std::mem::size_of::<libc::pthread_mutex_t>() <= LOCK_LEN);
+
+impl Page {
+    fn robust_lock(&self, off: usize) -> RobustLock<'_> {
+        assert!(off.is_multiple_of(LOCK_LEN) && off + LOCK_LEN <= self.len, "a shared lock is out of place");
+        RobustLock { ptr: self.map.as_mut_ptr().wrapping_add(off).cast(), _page: std::marker::PhantomData }
+    }
+}
+
+/// The error a pthread call returned (`code`, an errno value).
+fn pthread_error(code: i32, what: &str) -> io::Error {
+    let e = io::Error::from_raw_os_error(code);
+    io::Error::new(e.kind(), format!("{what}: {e}"))
+}
+
+/// Maps a pthread return code to a result.
+fn pthread_result(code: i32, what: &str) -> io::Result<()> {
+    if code == 0 { Ok(()) } else { Err(pthread_error(code, what)) }
+}
+
+impl<'a> RobustLock<'a> {
+    /// Initializes the mutex. Only while no other process can be using it: the caller holds the
+    /// directory lock exclusively, or the file is not yet reachable by its final path.
+    #[expect(unsafe_code, reason = "initializing a process-shared pthread mutex in shared memory")]
+    fn init(&self) -> io::Result<()> {
+        // SAFETY: `ptr` points into a writable shared mapping at a 64-byte aligned offset with room
+        // for a `pthread_mutex_t` (asserted in `robust_lock` and at compile time); the mapping
+        // outlives this call. No other thread or process uses the mutex during initialization (the
+        // caller's contract), so (re)initializing it cannot disturb a holder. The attribute object
+        // is initialized before use and destroyed after.
+        unsafe {
+            let mut attr = std::mem::MaybeUninit::<libc::pthread_mutexattr_t>::uninit();
+            pthread_result(libc::pthread_mutexattr_init(attr.as_mut_ptr()), "pthread_mutexattr_init")?;
+            let attr_ptr = attr.as_mut_ptr();
+            let set = pthread_result(libc::pthread_mutexattr_setpshared(attr_ptr, libc::PTHREAD_PROCESS_SHARED), "setpshared")
+                .and_then(|()| pthread_result(libc::pthread_mutexattr_setrobust(attr_ptr, libc::PTHREAD_MUTEX_ROBUST), "setrobust"))
+                .and_then(|()| pthread_result(libc::pthread_mutex_init(self.ptr, attr_ptr), "pthread_mutex_init"));
+            libc::pthread_mutexattr_destroy(attr_ptr);
+            set
+        }
+    }
+
+    /// Locks, sleeping while another thread (in any process) holds the lock.
+    #[expect(unsafe_code, reason = "locking a process-shared pthread mutex in shared memory")]
+    fn lock(self) -> io::Result<LockGuard<'a>> {
+        // SAFETY: the mutex was initialized as process-shared and robust (by `init`, before any
+        // process could reach it) and lives in a mapping that outlives the guard. A robust mutex
+        // reports a dead holder as EOWNERDEAD and is then marked consistent at once, so it never
+        // becomes unrecoverable; the caller repairs what the dead holder protected (its repair
+        // flag tells the next holder if this one dies too).
+        let r = unsafe { libc::pthread_mutex_lock(self.ptr) };
+        let owner_died = match r {
+            0 => false,
+            libc::EOWNERDEAD => {
+                // SAFETY: this thread holds the mutex (EOWNERDEAD means it was acquired).
+                pthread_result(unsafe { libc::pthread_mutex_consistent(self.ptr) }, "pthread_mutex_consistent")?;
+                true
+            }
+            e => return Err(pthread_error(e, "pthread_mutex_lock")),
+        };
+        Ok(LockGuard { lock: self, owner_died })
+    }
+}
+
+/// A held [`RobustLock`]; unlocks when dropped.
+pub struct LockGuard<'a> {
+    lock: RobustLock<'a>,
+    owner_died: bool,
+}
+
+impl LockGuard<'_> {
+    /// Whether the previous holder died holding the lock (its process was killed): what it
+    /// protected may be half-changed.
+    pub fn owner_died(&self) -> bool {
+        self.owner_died
+    }
+}
+
+impl Drop for LockGuard<'_> {
+    #[expect(unsafe_code, reason = "unlocking a process-shared pthread mutex in shared memory")]
+    fn drop(&mut self) {
+        // SAFETY: this thread locked the mutex (the guard exists only after a successful lock and
+        // is not `Send`, through the raw pointer), and it is still mapped.
+        unsafe {
+            libc::pthread_mutex_unlock(self.lock.ptr);
+        }
+    }
+}
+
+/// What the appenders of a partition opened in shared mode have written: committed under the
+/// append lock, in one of two slots, by a single store of the commit count, so a holder killed
+/// mid-update leaves the previous state current.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WriterState {
+    /// The log end offset: the offset the next batch gets.
+    pub leo: u64,
+    /// Base offset of the active segment.
+    pub active_base: u64,
+    /// Bytes of complete batches in the active segment.
+    pub size: u64,
+    /// Bumped by every change other than an append in place: a roll, retention, a repair. A
+    /// process whose view has another epoch reloads the partition from its files.
+    pub epoch: u64,
+    /// The log start offset.
+    pub log_start: u64,
+    /// The topic was deleted.
+    pub deleted: bool,
+}
+
+impl PartitionState {
+    /// Initializes the two locks and the writers' state: a shared-mode open that found no other
+    /// process on the directory (it holds the directory lock exclusively), or a new partition not
+    /// yet reachable by its final name.
+    pub fn init_shared(&self, state: &WriterState, durable: u64) -> io::Result<()> {
+        self.page.robust_lock(P_APPEND_LOCK).init()?;
+        self.page.robust_lock(P_SYNC_LOCK).init()?;
+        self.page.u64_at(P_REPAIR_NEEDED).store(0, Ordering::Relaxed);
+        self.page.u64_at(P_DURABLE).store(durable, Ordering::Relaxed);
+        self.set_writer_state(state);
+        Ok(())
+    }
+
+    /// Takes the append lock: held for one append (or roll, or retention's list change), never
+    /// across an fsync.
+    pub fn lock_append(&self) -> io::Result<LockGuard<'_>> {
+        self.page.robust_lock(P_APPEND_LOCK).lock()
+    }
+
+    /// Takes the sync lock: the holder is the group-commit leader of every process.
+    pub fn lock_sync(&self) -> io::Result<LockGuard<'_>> {
+        self.page.robust_lock(P_SYNC_LOCK).lock()
+    }
+
+    /// How many writer states were committed: one load, for a cheap "has anything changed?".
+    pub fn writer_commits(&self) -> u64 {
+        self.page.u64_at(P_W_COMMITS).load(Ordering::Acquire)
+    }
+
+    /// The current writer state. Under the append lock (no commit can race with it).
+    pub fn writer_state(&self) -> WriterState {
+        let n = self.page.u64_at(P_W_COMMITS).load(Ordering::Acquire);
+        let slot = P_W_SLOTS[(n & 1) as usize];
+        let v: [u64; 6] = std::array::from_fn(|i| self.page.u64_at(slot + 8 * i).load(Ordering::Relaxed));
+        WriterState { leo: v[0], active_base: v[1], size: v[2], epoch: v[3], log_start: v[4], deleted: v[5] != 0 }
+    }
+
+    /// Commits a new writer state (under the append lock): the other slot, then the count.
+    pub fn set_writer_state(&self, s: &WriterState) {
+        let n = self.page.u64_at(P_W_COMMITS).load(Ordering::Relaxed);
+        let slot = P_W_SLOTS[((n + 1) & 1) as usize];
+        for (i, v) in [s.leo, s.active_base, s.size, s.epoch, s.log_start, u64::from(s.deleted)].into_iter().enumerate() {
+            self.page.u64_at(slot + 8 * i).store(v, Ordering::Relaxed);
+        }
+        self.page.u64_at(P_W_COMMITS).store(n + 1, Ordering::Release);
+    }
+
+    /// The offset below which every process's appends are fsync'd.
+    pub fn durable(&self) -> u64 {
+        self.page.u64_at(P_DURABLE).load(Ordering::Acquire)
+    }
+
+    /// Raises the durable offset to `offset` (a sync round of any process covered it).
+    pub fn raise_durable(&self, offset: u64) {
+        self.page.u64_at(P_DURABLE).fetch_max(offset, Ordering::AcqRel);
+    }
+
+    /// Counts an acks=all batch (a group-commit leader of any process gathers by it).
+    pub fn count_acks_all(&self) -> u64 {
+        self.page.u64_at(P_ACKS_ALL).fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// acks=all batches counted so far.
+    pub fn acks_all(&self) -> u64 {
+        self.page.u64_at(P_ACKS_ALL).load(Ordering::Relaxed)
+    }
+
+    /// A holder of the append lock died: whatever it left past the committed writer state must be
+    /// repaired by the next holder (the flag survives that holder's death too).
+    pub fn set_repair_needed(&self, needed: bool) {
+        self.page.u64_at(P_REPAIR_NEEDED).store(u64::from(needed), Ordering::Release);
+        if !needed {
+            self.page.u64_at(P_REPAIRS).fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether a dead holder's leftovers still need repairing.
+    pub fn repair_needed(&self) -> bool {
+        self.page.u64_at(P_REPAIR_NEEDED).load(Ordering::Acquire) != 0
     }
 }
