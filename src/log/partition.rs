@@ -53,6 +53,8 @@ struct Writer {
     /// Shared mode: the writer-state commit this process's view matches, and that state.
     seen: u64,
     view: WriterState,
+    /// Shared mode: the publication count and durable offset last taken in.
+    seen_published: (u64, u64),
 }
 
 /// The writer lock, and in shared mode also the partition's append lock with this process's view
@@ -149,6 +151,10 @@ struct SyncState {
 /// its copy, holding the append lock ([`crate::testing::kill_inside_append`]).
 #[cfg(feature = "fault-injection")]
 pub(crate) static KILL_INSIDE_APPEND: AtomicU64 = AtomicU64::new(0);
+
+/// Shared mode: the longest a process waiting for another's sync round sleeps before it looks at
+/// the sync lock again (the leader may have died mid-round and will wake no one).
+const SYNC_WAIT: Duration = Duration::from_millis(2);
 
 /// The longest a group-commit leader waits for the appenders of the previous round to come back.
 const GATHER: Duration = Duration::from_micros(100);
@@ -328,6 +334,7 @@ impl Partition {
                 unsynced_snapshots: Vec::new(),
                 seen: 0,
                 view: WriterState::default(),
+                seen_published: (u64::MAX, u64::MAX),
             }),
             sync: Mutex::new(SyncState::default()),
             synced: Condvar::new(),
@@ -477,22 +484,27 @@ impl Partition {
                 self.deleted.store(true, Ordering::Release);
                 return Err(Error::unknown(&self.topic, Some(self.id)));
             }
-            let from = self.leo.load(Ordering::Acquire);
             let same_active = s.active_base == w.active.segment().base_offset && s.size >= w.active.segment().size();
             if same_active && s.epoch != w.view.epoch {
                 // A repair may have trimmed the active file; retention may have removed segments.
                 w.active.refresh_allocation()?;
             }
             if same_active {
-                w.active.adopt(s.size)?;
+                // The producer state follows the batches taken in; transactions are rare, so the
+                // view's lock is taken only for a transactional batch.
+                let now = now_ms();
+                let Writer { active, producers, .. } = &mut *w;
+                active.adopt(s.size, |batch| {
+                    if batch.header().producer_id < 0 {
+                        return;
+                    }
+                    let mut view = self.txn.write().unwrap_or_else(|e| e.into_inner());
+                    producer_state::apply_batch(batch, now, producers, &mut view);
+                    self.first_unstable.store(view.first_unstable(), Ordering::Release);
+                })?;
             }
             if !same_active || s.epoch != w.view.epoch {
                 self.reload_segments(w, &s, same_active)?;
-            } else if s.leo > from {
-                let active = [w.active.segment().clone()];
-                let mut view = self.txn.write().unwrap_or_else(|e| e.into_inner());
-                producer_state::replay(&active, from, s.leo, self.config.index_interval_bytes, &mut w.producers, &mut view)?;
-                self.first_unstable.store(view.first_unstable(), Ordering::Release);
             }
             self.leo.store(s.leo, Ordering::Release);
             self.log_start.store(s.log_start, Ordering::Release);
@@ -537,7 +549,12 @@ impl Partition {
     /// every segment below the published position becomes visible.
     fn follow_published(&self, w: &mut Writer) {
         let Some(sh) = self.shared.get().filter(|s| s.multi) else { return };
-        self.durable.fetch_max(sh.state.durable().min(self.leo.load(Ordering::Acquire)), Ordering::AcqRel);
+        let seen = (sh.state.published_seq(), sh.state.durable());
+        if seen == w.seen_published {
+            return;
+        }
+        w.seen_published = seen;
+        self.durable.fetch_max(seen.1.min(self.leo.load(Ordering::Acquire)), Ordering::AcqRel);
         let Ok(p) = sh.state.read() else { return };
         if p.high_watermark <= self.hw.load(Ordering::Acquire) {
             return;
@@ -554,7 +571,6 @@ impl Partition {
                 break;
             }
         }
-        let _ = w;
         self.hw.fetch_max(p.high_watermark.min(self.leo.load(Ordering::Acquire)), Ordering::AcqRel);
     }
 
@@ -990,9 +1006,36 @@ impl Partition {
     fn sync_now(&self) -> Result<()> {
         self.check_writable()?;
         // Shared mode: one sync leader across processes; the others queue on the lock and most
-        // find their appends covered when they get it.
+        // find what this process appended so far covered when they get it.
+        let appended = self.leo.load(Ordering::Acquire);
         let leader = match self.multi() {
-            Some(st) => Some(st.lock_sync().map_err(|e| Error::io("lock", self.dir.join("partition.state"), e))?),
+            Some(st) => {
+                // Wait for a round of any process to cover this process's appends, or lead one:
+                // waiters sleep on the round counter, not on the lock, so a round releases them
+                // all at once.
+                let g = loop {
+                    let seen = st.durable_seq();
+                    if st.durable() >= appended {
+                        self.durable.fetch_max(appended, Ordering::AcqRel);
+                        return Ok(());
+                    }
+                    match st.try_lock_sync() {
+                        Ok(Some(g)) => break Ok(g),
+                        Ok(None) => st.wait_durable(seen, SYNC_WAIT),
+                        Err(e) => break Err(e),
+                    }
+                };
+                let g = g.map_err(|e| Error::io("lock", self.dir.join("partition.state"), e))?;
+                if st.durable() >= appended {
+                    self.durable.fetch_max(appended, Ordering::AcqRel);
+                    return Ok(());
+                }
+                // No gathering here, unlike within one process: measured, waiting even 10 µs for
+                // the processes the last round released costs more than it gathers (waking a
+                // process takes longer than waking a thread), while the natural batching of
+                // appends that arrive during a round's fsync already shares it.
+                Some(g)
+            }
             None => None,
         };
         let (leo, active, file, size, unsynced, dir_dirty, snapshots) = {
@@ -1023,7 +1066,6 @@ impl Partition {
         if let Some(st) = self.multi() {
             st.raise_durable(leo);
         }
-        drop(leader);
         self.durable.fetch_max(leo, Ordering::AcqRel);
         self.last_sync_ms.store(now_ms(), Ordering::Relaxed);
         if self.config.high_watermark == HighWatermark::Durable {
@@ -1034,6 +1076,11 @@ impl Partition {
             self.hw.fetch_max(leo, Ordering::AcqRel);
             let _w = self.lock_writer()?;
             self.publish_shared(None, None);
+        }
+        // Shared mode: the high watermark is published before the next leader looks.
+        if let (Some(st), Some(g)) = (self.multi(), leader) {
+            drop(g);
+            st.wake_durable();
         }
         Ok(())
     }

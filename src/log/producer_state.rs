@@ -365,17 +365,10 @@ pub(crate) fn replay(
                 break;
             }
             pos += h.total_len();
-            if h.next_offset() <= from || h.producer_id < 0 {
+            if h.next_offset() <= from {
                 continue;
             }
-            let marker = if h.is_control() {
-                let r = view_b.records().next().and_then(|r| r.ok());
-                r.and_then(|r| r.key).and_then(decode_marker_key)
-            } else {
-                None
-            };
-            let aborted = states.apply(&h, marker, now, view);
-            view.aborted.extend(aborted);
+            apply_batch(&view_b, now, states, view);
         }
         drop(data);
         if opened && seg.is_sealed() {
@@ -383,6 +376,22 @@ pub(crate) fn replay(
         }
     }
     Ok(())
+}
+
+/// Folds one stored batch into `states` and `view` (nothing for a batch without a producer).
+pub(crate) fn apply_batch(batch: &BatchView<'_>, now: i64, states: &mut ProducerStates, view: &mut TxnView) {
+    let h = batch.header();
+    if h.producer_id < 0 {
+        return;
+    }
+    let marker = if h.is_control() {
+        let r = batch.records().next().and_then(|r| r.ok());
+        r.and_then(|r| r.key).and_then(decode_marker_key)
+    } else {
+        None
+    };
+    let aborted = states.apply(h, marker, now, view);
+    view.aborted.extend(aborted);
 }
 
 /// Larger snapshot files are not read (about 16 million producers or aborted transactions).

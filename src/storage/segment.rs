@@ -608,7 +608,8 @@ impl ActiveSegment {
     /// Takes in the complete batches another process appended after this segment's size, up to
     /// `to` bytes (shared mode): their bytes are in the file already (the same page cache), only
     /// this process's account of them (size, index entries, timestamps) moves.
-    pub fn adopt(&mut self, to: u64) -> Result<()> {
+    /// `each` sees every batch taken in (the producer state follows them).
+    pub fn adopt(&mut self, to: u64, mut each: impl FnMut(&BatchView<'_>)) -> Result<()> {
         let path = self.seg.log_path();
         if to > self.capacity {
             return Err(Error::corrupt(&path, to, "another process wrote past this segment's capacity"));
@@ -617,16 +618,18 @@ impl ActiveSegment {
         let bytes = data.prefix(to);
         let mut pos = self.seg.size();
         while pos < to {
-            let h = BatchHeader::parse(&bytes[pos as usize..]).map_err(|e| Error::corrupt(&path, pos, e.to_string()))?;
+            let batch = BatchView::parse(&bytes[pos as usize..to as usize]).map_err(|e| Error::corrupt(&path, pos, e.to_string()))?;
+            let h = *batch.header();
             let len = h.total_len() as u64;
-            if pos + len > to {
-                return Err(Error::corrupt(&path, pos, "a batch runs past the size another process committed"));
-            }
+            each(&batch);
             self.note_batch(pos, len, &h);
             pos += len;
         }
-        // Whatever another process reserved past `to` is unknown here; the next reserve extends.
-        self.allocated = self.allocated.max(to);
+        if to > self.allocated {
+            // Another process reserved this space: the file's length says how far (one stat per
+            // allocation step, not per batch, and no prefault of space the other process faults).
+            self.allocated = self.file.len().map_err(|e| Error::io("stat", &path, e))?.clamp(to, self.capacity);
+        }
         Ok(())
     }
 

@@ -56,6 +56,9 @@ const P_DURABLE: usize = 360;
 const P_ACKS_ALL: usize = 368;
 const P_REPAIRS: usize = 376;
 const P_REPAIR_NEEDED: usize = 384;
+// Futex word bumped after each sync round; processes waiting for their appends to be covered
+// sleep on it.
+const P_DURABLE_SEQ: usize = 392;
 
 /// The shortest interval between two futex wakes from appends: a writer appending millions of
 /// batches a second does not make a system call for each. A follower that slept through a skipped
@@ -430,15 +433,38 @@ impl<'a> RobustLock<'a> {
         }
     }
 
-    /// Locks, sleeping while another thread (in any process) holds the lock.
+    /// Locks, sleeping while another thread (in any process) holds the lock. The lock is held
+    /// for microseconds, so a waiter first retries for a few of them (a holder running on another
+    /// core is about to release it) before sleeping on the futex: sleeping and being woken costs a
+    /// context switch each way.
     #[expect(unsafe_code, reason = "locking a process-shared pthread mutex in shared memory")]
     fn lock(self) -> io::Result<LockGuard<'a>> {
-        // SAFETY: the mutex was initialized as process-shared and robust (by `init`, before any
-        // process could reach it) and lives in a mapping that outlives the guard. A robust mutex
-        // reports a dead holder as EOWNERDEAD and is then marked consistent at once, so it never
-        // becomes unrecoverable; the caller repairs what the dead holder protected (its repair
-        // flag tells the next holder if this one dies too).
-        let r = unsafe { libc::pthread_mutex_lock(self.ptr) };
+        const SPINS: u32 = 200;
+        let mut r = libc::EBUSY;
+        for i in 0..SPINS {
+            // SAFETY: as below; trylock reports a dead holder the same way as lock.
+            r = unsafe { libc::pthread_mutex_trylock(self.ptr) };
+            if r != libc::EBUSY {
+                break;
+            }
+            for _ in 0..(1 << (i / 40).min(4)) {
+                std::hint::spin_loop();
+            }
+        }
+        if r == libc::EBUSY {
+            // SAFETY: the mutex was initialized as process-shared and robust (by `init`, before
+            // any process could reach it) and lives in a mapping that outlives the guard. A robust
+            // mutex reports a dead holder as EOWNERDEAD and is then marked consistent at once, so
+            // it never becomes unrecoverable; the caller repairs what the dead holder protected
+            // (its repair flag tells the next holder if this one dies too).
+            r = unsafe { libc::pthread_mutex_lock(self.ptr) };
+        }
+        self.locked(r)
+    }
+
+    /// The guard for a lock or trylock that returned `r`.
+    #[expect(unsafe_code, reason = "marking a process-shared pthread mutex consistent")]
+    fn locked(self, r: i32) -> io::Result<LockGuard<'a>> {
         let owner_died = match r {
             0 => false,
             libc::EOWNERDEAD => {
@@ -449,6 +475,16 @@ impl<'a> RobustLock<'a> {
             e => return Err(pthread_error(e, "pthread_mutex_lock")),
         };
         Ok(LockGuard { lock: self, owner_died })
+    }
+}
+
+impl<'a> RobustLock<'a> {
+    /// Locks if no one holds the lock.
+    #[expect(unsafe_code, reason = "locking a process-shared pthread mutex in shared memory")]
+    fn try_lock(self) -> io::Result<Option<LockGuard<'a>>> {
+        // SAFETY: as in `lock`.
+        let r = unsafe { libc::pthread_mutex_trylock(self.ptr) };
+        if r == libc::EBUSY { Ok(None) } else { self.locked(r).map(Some) }
     }
 }
 
@@ -504,7 +540,9 @@ impl PartitionState {
     pub fn init_shared(&self, state: &WriterState, durable: u64) -> io::Result<()> {
         self.page.robust_lock(P_APPEND_LOCK).init()?;
         self.page.robust_lock(P_SYNC_LOCK).init()?;
-        self.page.u64_at(P_REPAIR_NEEDED).store(0, Ordering::Relaxed);
+        for f in [P_REPAIR_NEEDED, P_DURABLE_SEQ] {
+            self.page.u64_at(f).store(0, Ordering::Relaxed);
+        }
         self.page.u64_at(P_DURABLE).store(durable, Ordering::Relaxed);
         self.set_writer_state(state);
         Ok(())
@@ -516,9 +554,29 @@ impl PartitionState {
         self.page.robust_lock(P_APPEND_LOCK).lock()
     }
 
-    /// Takes the sync lock: the holder is the group-commit leader of every process.
-    pub fn lock_sync(&self) -> io::Result<LockGuard<'_>> {
-        self.page.robust_lock(P_SYNC_LOCK).lock()
+    /// Takes the sync lock if it is free: the holder is the group-commit leader of every process.
+    pub fn try_lock_sync(&self) -> io::Result<Option<LockGuard<'_>>> {
+        self.page.robust_lock(P_SYNC_LOCK).try_lock()
+    }
+
+    /// The futex word sync rounds bump; pass it to [`PartitionState::wait_durable`].
+    pub fn durable_seq(&self) -> u32 {
+        self.page.u32_at(P_DURABLE_SEQ).load(Ordering::SeqCst)
+    }
+
+    /// A sync round ended (the durable offset was raised first): wakes the processes waiting.
+    pub fn wake_durable(&self) {
+        let word = self.page.u32_at(P_DURABLE_SEQ);
+        word.fetch_add(1, Ordering::SeqCst);
+        let _ = rustix::thread::futex::wake(word, rustix::thread::futex::Flags::empty(), u32::MAX);
+    }
+
+    /// Sleeps until a sync round ends after `seen` was loaded, or `timeout` passes (a leader
+    /// that died mid-round wakes no one: the sleeper then looks at the lock again).
+    pub fn wait_durable(&self, seen: u32, timeout: Duration) {
+        let ts = rustix::time::Timespec { tv_sec: timeout.as_secs() as i64, tv_nsec: i64::from(timeout.subsec_nanos()) };
+        let word = self.page.u32_at(P_DURABLE_SEQ);
+        let _ = rustix::thread::futex::wait(word, rustix::thread::futex::Flags::empty(), seen, Some(&ts));
     }
 
     /// How many writer states were committed: one load, for a cheap "has anything changed?".
@@ -571,6 +629,11 @@ impl PartitionState {
         if !needed {
             self.page.u64_at(P_REPAIRS).fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// The publication count: moves with every [`PartitionState::publish`].
+    pub fn published_seq(&self) -> u64 {
+        self.page.u64_at(P_SEQ).load(Ordering::Acquire)
     }
 
     /// Whether a dead holder's leftovers still need repairing.
