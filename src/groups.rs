@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
+use crate::Error;
 use crate::config::Acks;
 use crate::error::Result;
 use crate::format::batch::ProducerFields;
@@ -110,7 +111,18 @@ impl OffsetsFold {
 
 pub(crate) struct Groups {
     table: Table,
-    state: Mutex<(GroupState, Pending)>,
+    state: Mutex<State>,
+    /// Shared mode: `.offsets.lock`, held across a write (with the catch-up before it and a
+    /// snapshot), so that a snapshot written by one process never misses another's commits.
+    shared: Option<std::fs::File>,
+}
+
+/// The committed offsets and open transactions' offsets, folded up to `upto`.
+struct State {
+    committed: GroupState,
+    pending: Pending,
+    /// Shared mode: the offset of `__consumer_offsets` the fold has reached.
+    upto: u64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -152,16 +164,70 @@ impl Groups {
     /// Rebuilds the state by replaying the offsets topic.
     /// Offsets of topics for which `topic_exists` is false (left by a crash during a topic
     /// delete) are dropped.
-    pub(crate) fn load(partition: Arc<Partition>, topic_exists: impl Fn(&str) -> bool) -> Result<Groups> {
+    /// `shared`: the directory is open in shared mode (other processes commit too); the path of
+    /// the lock file that orders writes.
+    pub(crate) fn load(partition: Arc<Partition>, topic_exists: impl Fn(&str) -> bool, shared: Option<&std::path::Path>) -> Result<Groups> {
         let table = Table::new(partition);
         let mut folded = OffsetsFold::default();
-        table.replay(|h, r| folded.fold(h, r))?;
-        let OffsetsFold { mut state, pending } = folded;
-        for m in state.values_mut() {
+        let upto = table.replay(|h, r| folded.fold(h, r))?;
+        let OffsetsFold { state: mut committed, pending } = folded;
+        for m in committed.values_mut() {
             m.retain(|(t, _), _| topic_exists(t));
         }
-        state.retain(|_, m| !m.is_empty());
-        Ok(Groups { table, state: Mutex::new((state, pending)) })
+        committed.retain(|_, m| !m.is_empty());
+        let shared = match shared {
+            Some(path) => Some(
+                std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(false)
+                    .open(path)
+                    .map_err(|e| Error::io("open", path, e))?,
+            ),
+            None => None,
+        };
+        Ok(Groups { table, state: Mutex::new(State { committed, pending, upto }), shared })
+    }
+
+    /// Shared mode: folds in what other processes wrote since this process last looked (a full
+    /// replay when a snapshot removed segments it had not read).
+    fn catch_up(&self, st: &mut State) -> Result<()> {
+        if self.shared.is_none() {
+            return Ok(());
+        }
+        let p = &self.table.partition;
+        let (start, hw) = (p.log_start_offset(), p.high_watermark());
+        if st.upto >= hw && st.upto >= start {
+            return Ok(());
+        }
+        let mut fold = OffsetsFold::default();
+        let from = if st.upto < start {
+            start
+        } else {
+            fold.state = std::mem::take(&mut st.committed);
+            fold.pending = std::mem::take(&mut st.pending);
+            st.upto
+        };
+        let reached = crate::internal::replay(from, hw, &p.path(), |o| p.fetch(o, 1 << 20), |h, r| fold.fold(h, r));
+        st.committed = fold.state;
+        st.pending = fold.pending;
+        st.upto = reached?;
+        Ok(())
+    }
+
+    /// The state, caught up; for a write in shared mode also `.offsets.lock`, released on drop.
+    fn locked(&self, write: bool) -> Result<(std::sync::MutexGuard<'_, State>, Option<FileLock<'_>>)> {
+        let mut st = lock(&self.state);
+        let file = match (&self.shared, write) {
+            (Some(f), true) => {
+                f.lock().map_err(|e| Error::io("lock", self.table.partition.path(), e))?;
+                Some(FileLock(f))
+            }
+            _ => None,
+        };
+        self.catch_up(&mut st)?;
+        Ok((st, file))
     }
 
     /// The partition of `__consumer_offsets`.
@@ -171,17 +237,17 @@ impl Groups {
 
     /// Writes `records` durably as one batch. Called with the state lock held, so the log and the
     /// state agree in order.
-    fn write(&self, st: &(GroupState, Pending), records: &[KeyValue]) -> Result<()> {
-        self.table.write(records, ProducerFields::NONE, Acks::All, || live(&st.0, &st.1))?;
+    fn write(&self, st: &State, records: &[KeyValue]) -> Result<()> {
+        self.table.write(records, ProducerFields::NONE, Acks::All, || live(&st.committed, &st.pending))?;
         Ok(())
     }
 
     pub(crate) fn commit(&self, group: &str, commits: &[OffsetCommit<'_>]) -> Result<()> {
         let (records, values) = encode_commits(group, commits);
-        let mut st = lock(&self.state);
+        let (mut st, _file) = self.locked(true)?;
         self.write(&st, &records)?;
         for (c, v) in commits.iter().zip(values) {
-            apply(&mut st.0, group.to_string(), (c.topic.to_string(), c.partition), Some(v));
+            apply(&mut st.committed, group.to_string(), (c.topic.to_string(), c.partition), Some(v));
         }
         Ok(())
     }
@@ -190,10 +256,10 @@ impl Groups {
     /// syncs). They take effect when the commit marker is written. Returns the offset after them.
     pub(crate) fn commit_in_transaction(&self, producer_id: i64, epoch: i16, group: &str, commits: &[OffsetCommit<'_>]) -> Result<u64> {
         let (records, values) = encode_commits(group, commits);
-        let mut st = lock(&self.state);
+        let (mut st, _file) = self.locked(true)?;
         let fields = ProducerFields { producer_id, producer_epoch: epoch, base_sequence: -1, transactional: true };
-        let at = self.table.write(&records, fields, Acks::One, || live(&st.0, &st.1))?;
-        let e = st.1.entry(producer_id).or_insert_with(|| (epoch, Vec::new()));
+        let at = self.table.write(&records, fields, Acks::One, || live(&st.committed, &st.pending))?;
+        let e = st.pending.entry(producer_id).or_insert_with(|| (epoch, Vec::new()));
         e.0 = epoch;
         e.1.extend(commits.iter().zip(values).map(|(c, v)| (group.to_string(), (c.topic.to_string(), c.partition), v)));
         Ok(at.last_offset + 1)
@@ -202,54 +268,69 @@ impl Groups {
     /// Ends producer `producer_id`'s transaction here: writes the marker and applies (commit) or
     /// drops (abort) the offsets it sent. Returns whether a marker was written.
     pub(crate) fn end_transaction(&self, producer_id: i64, epoch: i16, marker: MarkerType) -> Result<bool> {
-        let mut st = lock(&self.state);
+        let (mut st, _file) = self.locked(true)?;
         let wrote = self.table.partition.write_marker(producer_id, epoch, marker)?;
-        if let Some((_, offsets)) = st.1.remove(&producer_id)
+        if let Some((_, offsets)) = st.pending.remove(&producer_id)
             && marker == MarkerType::Commit
         {
             for (g, k, v) in offsets {
-                apply(&mut st.0, g, k, Some(v));
+                apply(&mut st.committed, g, k, Some(v));
             }
         }
         Ok(wrote)
     }
 
-    pub(crate) fn committed(&self, group: &str, topic: &str, partition: u32) -> Option<OffsetAndMetadata> {
-        lock(&self.state).0.get(group).and_then(|g| g.get(&(topic.to_string(), partition)).cloned())
+    pub(crate) fn committed(&self, group: &str, topic: &str, partition: u32) -> Result<Option<OffsetAndMetadata>> {
+        let (st, _) = self.locked(false)?;
+        Ok(st.committed.get(group).and_then(|g| g.get(&(topic.to_string(), partition)).cloned()))
     }
 
-    pub(crate) fn all_committed(&self, group: &str) -> Vec<(String, u32, OffsetAndMetadata)> {
-        lock(&self.state).0.get(group).map(|g| g.iter().map(|((t, p), v)| (t.clone(), *p, v.clone())).collect()).unwrap_or_default()
+    pub(crate) fn all_committed(&self, group: &str) -> Result<Vec<(String, u32, OffsetAndMetadata)>> {
+        let (st, _) = self.locked(false)?;
+        Ok(st.committed.get(group).map(|g| g.iter().map(|((t, p), v)| (t.clone(), *p, v.clone())).collect()).unwrap_or_default())
     }
 
-    pub(crate) fn list(&self) -> Vec<String> {
-        lock(&self.state).0.keys().cloned().collect()
+    pub(crate) fn list(&self) -> Result<Vec<String>> {
+        let (st, _) = self.locked(false)?;
+        Ok(st.committed.keys().cloned().collect())
     }
 
     /// Removes a group's offsets. Returns whether it existed.
     pub(crate) fn delete_group(&self, group: &str) -> Result<bool> {
-        let mut st = lock(&self.state);
-        let Some(g) = st.0.get(group) else { return Ok(false) };
+        let (mut st, _file) = self.locked(true)?;
+        let Some(g) = st.committed.get(group) else { return Ok(false) };
         let records: Vec<_> = g.keys().map(|(t, p)| (encode_key(group, t, *p), None)).collect();
         self.write(&st, &records)?;
-        st.0.remove(group);
+        st.committed.remove(group);
         Ok(true)
     }
 
     /// Removes every group's offsets for a deleted topic.
     pub(crate) fn forget_topic(&self, topic: &str) -> Result<()> {
-        let mut st = lock(&self.state);
-        let records: Vec<_> =
-            st.0.iter().flat_map(|(g, m)| m.keys().filter(|(t, _)| t == topic).map(move |(t, p)| (encode_key(g, t, *p), None))).collect();
+        let (mut st, _file) = self.locked(true)?;
+        let records: Vec<_> = st
+            .committed
+            .iter()
+            .flat_map(|(g, m)| m.keys().filter(|(t, _)| t == topic).map(move |(t, p)| (encode_key(g, t, *p), None)))
+            .collect();
         if records.is_empty() {
             return Ok(());
         }
         self.write(&st, &records)?;
-        for m in st.0.values_mut() {
+        for m in st.committed.values_mut() {
             m.retain(|(t, _), _| t != topic);
         }
-        st.0.retain(|_, m| !m.is_empty());
+        st.committed.retain(|_, m| !m.is_empty());
         Ok(())
+    }
+}
+
+/// A held `flock`, released on drop.
+struct FileLock<'a>(&'a std::fs::File);
+
+impl Drop for FileLock<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.unlock();
     }
 }
 

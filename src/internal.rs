@@ -42,9 +42,10 @@ impl Table {
     }
 
     /// Calls `f` with every record of every batch, oldest first, control batches included.
-    pub fn replay(&self, f: impl FnMut(&BatchHeader, RecordView<'_>)) -> Result<()> {
+    /// Returns the offset reached.
+    pub fn replay(&self, f: impl FnMut(&BatchHeader, RecordView<'_>)) -> Result<u64> {
         let p = &self.partition;
-        replay(p.log_start_offset(), p.high_watermark(), &p.path(), |o| p.fetch(o, 1 << 20), f).map(|_| ())
+        replay(p.log_start_offset(), p.high_watermark(), &p.path(), |o| p.fetch(o, 1 << 20), f)
     }
 
     /// Appends `records` as one batch (so atomically), snapshotting first with the batches

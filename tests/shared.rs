@@ -20,6 +20,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::{KillOnDrop, Rng, clock_seed, env_u64, scale};
+use runnel::clients::{Consumer, ConsumerConfig, Subscription};
 use runnel::{Acks, Error, Log, LogOptions, Record, TopicConfig};
 
 const CHILD_ENV: &str = "RUNNEL_SHARED_CHILD";
@@ -27,6 +28,9 @@ const ID_ENV: &str = "RUNNEL_SHARED_ID";
 const COUNT_ENV: &str = "RUNNEL_SHARED_COUNT";
 const ACKS_ENV: &str = "RUNNEL_SHARED_ACKS_ALL";
 const KILL_ENV: &str = "RUNNEL_SHARED_KILL_INSIDE";
+const PAUSE_ENV: &str = "RUNNEL_SHARED_PAUSE_US";
+const WORKER_ENV: &str = "RUNNEL_SHARED_WORKER";
+const GROUP: &str = "workers";
 const TOPIC: &str = "shared";
 const PARTITIONS: u32 = 3;
 
@@ -70,9 +74,55 @@ fn child_appender() {
         drop(o);
         seq += n;
         p = (p + 1) % PARTITIONS;
+        let pause = env_u64(PAUSE_ENV, 0);
+        if pause > 0 {
+            std::thread::sleep(Duration::from_micros(pause));
+        }
     }
     log.close().expect("close");
     println!("DONE");
+}
+
+/// The worker process of the pool: a consumer of group `workers` that prints
+/// `GOT <partition> <offset>` for each record, then commits what it polled and prints `COMMITTED`
+/// (or `REFUSED` when a rebalance took a partition first), until its stdin closes.
+#[test]
+fn child_worker() {
+    let Ok(dir) = std::env::var(WORKER_ENV) else { return };
+    let log = Log::open_shared(&dir, shared_opts()).expect("open shared");
+    let config = ConsumerConfig::from_pairs([("group.id", GROUP), ("enable.auto.commit", "false"), ("auto.offset.reset", "earliest")])
+        .expect("config");
+    let mut consumer = Consumer::new(&log, config).expect("consumer");
+    consumer.subscribe(Subscription::Topics(vec![TOPIC.into()])).expect("subscribe");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let s = stop.clone();
+    std::thread::spawn(move || {
+        let _ = std::io::stdin().read_line(&mut String::new());
+        s.store(true, std::sync::atomic::Ordering::Release);
+    });
+    let out = std::io::stdout();
+    while !stop.load(std::sync::atomic::Ordering::Acquire) {
+        let records = consumer.poll(Duration::from_millis(20)).expect("poll");
+        let mut o = out.lock();
+        for r in records.iter() {
+            let r = r.expect("record");
+            writeln!(o, "GOT {} {}", r.partition(), r.offset()).expect("stdout");
+        }
+        o.flush().expect("flush");
+        drop(o);
+        drop(records);
+        let verdict = match consumer.commit_sync() {
+            Ok(()) => "COMMITTED",
+            Err(Error::CommitFailed(_)) => "REFUSED",
+            Err(e) => panic!("commit: {e}"),
+        };
+        let mut o = out.lock();
+        writeln!(o, "{verdict}").expect("stdout");
+        o.flush().expect("flush");
+    }
+    consumer.close().expect("close consumer");
+    log.close().expect("close");
+    println!("BYE");
 }
 
 /// One acknowledged append, as a child reported it.
@@ -92,9 +142,22 @@ struct Child {
 }
 
 fn spawn(dir: &Path, id: u64, count: u64, acks_all: bool, kill_inside: u64, tx: &mpsc::Sender<(Ack, Instant)>) -> Child {
+    spawn_paced(dir, id, count, acks_all, kill_inside, 0, tx)
+}
+
+fn spawn_paced(
+    dir: &Path,
+    id: u64,
+    count: u64,
+    acks_all: bool,
+    kill_inside: u64,
+    pause_us: u64,
+    tx: &mpsc::Sender<(Ack, Instant)>,
+) -> Child {
     let exe = std::env::current_exe().expect("test binary");
     let mut child = Command::new(exe)
         .args(["child_appender", "--exact", "--nocapture", "--test-threads=1"])
+        .env(PAUSE_ENV, pause_us.to_string())
         .env(CHILD_ENV, dir)
         .env(ID_ENV, id.to_string())
         .env(COUNT_ENV, count.to_string())
@@ -304,7 +367,13 @@ fn topic_changes_are_seen_by_every_process() {
     assert!(!a.list_topics().contains(&"t".to_string()));
     // Not yet in shared mode: refused with a clear error.
     assert!(matches!(a.idempotent_producer(), Err(Error::InvalidArgument(_))));
-    assert!(matches!(a.committed("g", "__consumer_offsets", 0), Err(Error::InvalidArgument(_))));
+    // Committed offsets are shared: one handle commits, the other reads them.
+    a.create_topic("o", 1, TopicConfig::default()).expect("create o");
+    a.commit_offsets("g", &[runnel::OffsetCommit { topic: "o", partition: 0, offset: 7, metadata: "m" }]).expect("commit");
+    assert_eq!(b.committed("g", "o", 0).expect("committed").map(|c| c.offset), Some(7));
+    b.commit_offsets("g", &[runnel::OffsetCommit { topic: "o", partition: 0, offset: 9, metadata: "" }]).expect("commit");
+    assert_eq!(a.committed("g", "o", 0).expect("committed").map(|c| c.offset), Some(9));
+    assert_eq!(a.list_groups(), ["g"]);
 
     a.create_topic("u", 2, topic_config()).expect("create u");
     for i in 0..200u32 {
@@ -345,4 +414,191 @@ fn damaged_shared_state_files_are_rebuilt_by_the_first_process_in() {
     assert_eq!(common::values(&common::read_all(&a, "t", 0).expect("read")), ["one", "two"]);
     a.close().expect("close");
     b.close().expect("close");
+}
+
+/// What a worker of the pool reported.
+enum Seen {
+    Got(u32, u64),
+    Committed,
+    Refused,
+    Bye,
+}
+
+fn spawn_worker(dir: &Path, id: u64, tx: &mpsc::Sender<(u64, Seen, Instant)>) -> KillOnDrop {
+    let exe = std::env::current_exe().expect("test binary");
+    let mut child = Command::new(exe)
+        .args(["child_worker", "--exact", "--nocapture", "--test-threads=1"])
+        .env(WORKER_ENV, dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn worker");
+    let stdout = child.stdout.take().expect("stdout");
+    let tx = tx.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            let seen = if let Some(at) = line.find("GOT ") {
+                let f: Vec<u64> = line[at + 4..].split_whitespace().map(|x| x.parse().expect("number")).collect();
+                Seen::Got(f[0] as u32, f[1])
+            } else if line.contains("COMMITTED") {
+                Seen::Committed
+            } else if line.contains("REFUSED") {
+                Seen::Refused
+            } else if line.contains("BYE") {
+                Seen::Bye
+            } else {
+                continue;
+            };
+            if tx.send((id, seen, Instant::now())).is_err() {
+                break;
+            }
+        }
+    });
+    KillOnDrop(child)
+}
+
+/// What the pool's workers reported, folded.
+#[derive(Default)]
+struct Pool {
+    /// Per record, the workers that processed it.
+    processed: HashMap<(u32, u64), Vec<u64>>,
+    /// Per worker, what it processed since its last successful commit.
+    uncommitted: HashMap<u64, Vec<(u32, u64)>>,
+    /// Records a worker processed but did not commit before it died or a rebalance refused its
+    /// commit: they may be processed again.
+    may_repeat: HashSet<(u32, u64)>,
+    /// Per partition, the worker that processed it last.
+    last_owner: HashMap<u32, u64>,
+    /// Dead workers whose partitions no other worker has processed yet, with the time of death.
+    waits: Vec<(u64, HashSet<u32>, Instant)>,
+    /// How long after a death each of its partitions was processed by another worker.
+    resumed: Vec<Duration>,
+}
+
+impl Pool {
+    fn take(&mut self, (w, seen, t): (u64, Seen, Instant)) {
+        match seen {
+            Seen::Got(p, o) => {
+                self.processed.entry((p, o)).or_default().push(w);
+                self.uncommitted.entry(w).or_default().push((p, o));
+                self.last_owner.insert(p, w);
+                for (dead, parts, at) in self.waits.iter_mut() {
+                    if *dead != w && parts.remove(&p) {
+                        self.resumed.push(t - *at);
+                    }
+                }
+                self.waits.retain(|(_, parts, _)| !parts.is_empty());
+            }
+            Seen::Committed => {
+                self.uncommitted.remove(&w);
+            }
+            Seen::Refused => {
+                let lost = self.uncommitted.remove(&w).unwrap_or_default();
+                self.may_repeat.extend(lost);
+            }
+            Seen::Bye => {}
+        }
+    }
+
+    fn died(&mut self, dead: u64, at: Instant) {
+        let lost = self.uncommitted.remove(&dead).unwrap_or_default();
+        self.may_repeat.extend(lost);
+        let owned: HashSet<u32> = self.last_owner.iter().filter(|(_, w)| **w == dead).map(|(p, _)| *p).collect();
+        self.waits.push((dead, owned, at));
+    }
+}
+
+#[test]
+fn a_pool_of_worker_processes_shares_a_topic_while_workers_die() {
+    if std::env::var(CHILD_ENV).is_ok() || std::env::var(WORKER_ENV).is_ok() {
+        return;
+    }
+    let seed = clock_seed();
+    println!("seed {seed}");
+    let mut rng = Rng(seed);
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let log = Log::open_shared(dir.path(), shared_opts()).expect("open");
+        log.create_topic(TOPIC, PARTITIONS, topic_config()).expect("create");
+        // Stays open for the whole test, so the directory never closes between processes.
+        std::mem::forget(log);
+    }
+    let (ack_tx, ack_rx) = mpsc::channel();
+    let (tx, rx) = mpsc::channel::<(u64, Seen, Instant)>();
+    let mut producer = spawn_paced(dir.path(), 0, 6000 * scale() as u64, true, 0, 500, &ack_tx);
+    drop(ack_tx);
+    let mut next_worker = 0u64;
+    let mut workers: Vec<(u64, KillOnDrop)> = (0..3)
+        .map(|_| {
+            next_worker += 1;
+            (next_worker, spawn_worker(dir.path(), next_worker, &tx))
+        })
+        .collect();
+
+    let mut pool = Pool::default();
+    let kills = 4;
+    for _ in 0..kills {
+        let until = Instant::now() + Duration::from_millis(150 + rng.below(200));
+        while let Ok(m) = rx.recv_timeout(until.saturating_duration_since(Instant::now())) {
+            pool.take(m);
+        }
+        let i = rng.below(workers.len() as u64) as usize;
+        let (dead, victim) = workers.swap_remove(i);
+        drop(victim); // SIGKILL
+        let killed_at = Instant::now();
+        while let Ok(m) = rx.try_recv() {
+            pool.take(m);
+        }
+        pool.died(dead, killed_at);
+        next_worker += 1;
+        workers.push((next_worker, spawn_worker(dir.path(), next_worker, &tx)));
+    }
+    let status = producer.proc.0.wait().expect("producer");
+    assert!(status.success(), "the producer failed: {status}");
+    let acks: Vec<Ack> = ack_rx.iter().collect::<Vec<_>>().into_iter().map(|(a, _)| a).collect();
+    let expected: HashSet<(u32, u64)> = acks.iter().flat_map(|a| (0..a.count).map(move |k| (a.partition, a.base + k))).collect();
+    // Until every record was processed, then the workers stop and leave the group cleanly.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !expected.iter().all(|r| pool.processed.contains_key(r)) && Instant::now() < deadline {
+        if let Ok(m) = rx.recv_timeout(Duration::from_millis(50)) {
+            pool.take(m);
+        }
+    }
+    for (_, w) in &mut workers {
+        drop(w.0.stdin.take());
+    }
+    for (id, mut w) in workers {
+        let status = w.0.wait().expect("worker");
+        assert!(status.success(), "worker {id} failed: {status}");
+    }
+    drop(tx);
+    while let Ok(m) = rx.recv() {
+        pool.take(m);
+    }
+    let missing = expected.iter().filter(|r| !pool.processed.contains_key(r)).count();
+    assert_eq!(missing, 0, "every record is processed at least once (seed {seed})");
+    for (record, by) in &pool.processed {
+        if by.len() > 1 {
+            assert!(
+                pool.may_repeat.contains(record),
+                "{record:?} was processed by {by:?}, though its first processing was committed (seed {seed})"
+            );
+        }
+    }
+    let repeats = pool.processed.values().filter(|b| b.len() > 1).count();
+    let worst = pool.resumed.iter().max().copied().unwrap_or_default();
+    println!(
+        "{} records, {repeats} processed twice after a death or refused commit; a dead worker's partitions moved within {worst:?}",
+        expected.len()
+    );
+    assert!(worst < Duration::from_secs(2), "a dead worker's partitions were taken over within 2 s ({worst:?}, seed {seed})");
+    // The group's committed offsets reached the end of every partition.
+    let log = Log::open_shared(dir.path(), shared_opts()).expect("open");
+    for p in 0..PARTITIONS {
+        let end = log.high_watermark(TOPIC, p).expect("high watermark");
+        let committed = log.committed(GROUP, TOPIC, p).expect("committed").map(|c| c.offset);
+        assert_eq!(committed, Some(end), "partition {p}: the group committed up to the end (seed {seed})");
+    }
 }

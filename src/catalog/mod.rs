@@ -523,15 +523,20 @@ impl Log {
         Log { shared: self.shared.clone(), reader: self.reader.clone(), maintenance: None, prefault: None, owner: false }
     }
 
-    /// The in-process coordinator of this directory's consumer groups: one per directory in a
-    /// process (a writer and read-only handles share it), alive while a handle on the directory is.
-    pub(crate) fn group_coordinator(&self) -> Arc<crate::clients::GroupCoordinator> {
+    /// The coordinator of this directory's consumer groups: one per directory in a process (a
+    /// writer and read-only handles share it), alive while a handle on the directory is; in
+    /// shared mode its state is shared with the other processes.
+    pub(crate) fn group_coordinator(&self) -> Result<Arc<crate::clients::GroupCoordinator>> {
         let cell = match (&self.shared, &self.reader) {
             (Some(s), _) => &s.clients,
             (None, Some(r)) => &r.clients,
             (None, None) => unreachable!("a log is a writer or a reader"),
         };
-        cell.get_or_init(|| crate::clients::GroupCoordinator::for_dir(self.dir())).clone()
+        if let Some(c) = cell.get() {
+            return Ok(c.clone());
+        }
+        let c = crate::clients::GroupCoordinator::for_dir(self.dir(), self.is_shared())?;
+        Ok(cell.get_or_init(|| c).clone())
     }
 
     fn w(&self) -> Result<&Arc<Shared>> {
@@ -708,7 +713,8 @@ impl Log {
         }
         let offsets_partition =
             topics.get(CONSUMER_OFFSETS_TOPIC).map(|t| t.partition(0)).ok_or_else(|| Error::unknown(CONSUMER_OFFSETS_TOPIC, Some(0)))??;
-        let groups = Groups::load(offsets_partition, |t| topics.contains_key(t))?;
+        let offsets_lock = multi.then(|| dir.join(multi::OFFSETS_LOCK_FILE));
+        let groups = Groups::load(offsets_partition, |t| topics.contains_key(t), offsets_lock.as_deref())?;
         // Transactions a crash left open or half-committed are decided now: no producer of an
         // earlier process is alive to finish them.
         let coordinator = match topics.get(TRANSACTION_STATE_TOPIC).map(|t| t.partition(0)) {
@@ -764,6 +770,8 @@ impl Log {
                     }
                     if multi {
                         let _ = shared.multi.set(multi::Multi::new(dir, d.clone())?);
+                        crate::storage::shared_state::SharedBlob::init(dir)
+                            .map_err(|e| Error::io("map", dir.join(crate::storage::shared_state::GROUPS_STATE_FILE), e))?;
                     }
                     d.begin_writer();
                 }
@@ -1310,7 +1318,6 @@ impl Log {
     /// Commits offsets for a consumer group, durably (fsync'd) and atomically: after a crash
     /// either every offset of the call is committed or none is.
     pub fn commit_offsets(&self, group: &str, offsets: &[OffsetCommit<'_>]) -> Result<()> {
-        self.w()?.single_process("committing consumer-group offsets")?;
         // Under the catalog lock, so that a topic cannot be deleted between the check and the write.
         let _catalog = lock(&self.w()?.catalog);
         self.w()?.check_offset_commits(group, offsets)?;
@@ -1327,14 +1334,13 @@ impl Log {
             return r.with_offsets(|o| o.committed(group, topic, partition));
         }
         self.partition(topic, partition)?;
-        self.w()?.single_process("reading consumer-group offsets")?;
-        Ok(self.w()?.groups.committed(group, topic, partition))
+        self.w()?.groups.committed(group, topic, partition)
     }
 
     /// Groups with committed offsets, sorted.
     pub fn list_groups(&self) -> Vec<String> {
         match (&self.shared, &self.reader) {
-            (Some(s), _) => s.groups.list(),
+            (Some(s), _) => s.groups.list().unwrap_or_default(),
             (None, Some(r)) => r.with_offsets(|o| o.state.keys().cloned().collect()).unwrap_or_default(),
             (None, None) => Vec::new(),
         }
@@ -1346,10 +1352,7 @@ impl Log {
         let mut out = Vec::new();
         let committed = match &self.reader {
             Some(r) => r.with_offsets(|o| o.all_committed(group))?,
-            None => {
-                self.w()?.single_process("reading consumer-group offsets")?;
-                self.w()?.groups.all_committed(group)
-            }
+            None => self.w()?.groups.all_committed(group)?,
         };
         for (topic, partition, c) in committed {
             let Ok(hw) = self.high_watermark(&topic, partition) else { continue };
@@ -1361,7 +1364,6 @@ impl Log {
     /// Deletes a group's committed offsets. Returns whether the group existed.
     pub fn delete_group(&self, group: &str) -> Result<bool> {
         names::validate_group(group)?;
-        self.w()?.single_process("deleting a consumer group")?;
         self.w()?.groups.delete_group(group)
     }
 

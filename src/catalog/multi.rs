@@ -36,6 +36,8 @@ use crate::storage::vfs::{OsFs, Vfs};
 pub const OPEN_LOCK_FILE: &str = ".open.lock";
 /// Held while a process in shared mode changes the catalog.
 pub const CATALOG_LOCK_FILE: &str = ".catalog.lock";
+/// Held by a process in shared mode writing to `__consumer_offsets`.
+pub const OFFSETS_LOCK_FILE: &str = ".offsets.lock";
 /// Held by the process in shared mode running a maintenance pass.
 pub const MAINTENANCE_LOCK_FILE: &str = ".maintenance.lock";
 
@@ -178,7 +180,7 @@ fn join(dir: &Path, options: LogOptions, lock: File) -> Result<Log> {
         .get(CONSUMER_OFFSETS_TOPIC)
         .map(|t| t.partition(0))
         .ok_or_else(|| Error::corrupt(dir.join(CATALOG_FILE), 0, "no __consumer_offsets topic"))??;
-    let groups = Groups::load(offsets, |t| topics.contains_key(t))?;
+    let groups = Groups::load(offsets, |t| topics.contains_key(t), Some(&dir.join(OFFSETS_LOCK_FILE)))?;
     let multi = Multi {
         lock: Mutex::new(Some(lock)),
         catalog_seen: AtomicU64::new(catalog_version),

@@ -601,9 +601,9 @@ impl<K, V> Consumer<K, V> {
         };
         self.listener = listener;
         match &self.member {
-            Some(m) => m.coordinator.resubscribe(&m.group, m.id, interest.clone()),
+            Some(m) => m.coordinator.resubscribe(&m.group, m.id, interest.clone())?,
             None => {
-                let coordinator = self.log.group_coordinator();
+                let coordinator = self.log.group_coordinator()?;
                 let id =
                     coordinator.join(&group, interest.clone(), self.config.partition_assignment_strategy, self.config.max_poll_interval)?;
                 self.member = Some(Membership { coordinator, group, id, generation: 0 });
@@ -1102,13 +1102,19 @@ impl<K, V> Consumer<K, V> {
         if offsets.is_empty() {
             return Ok(());
         }
-        if let Some(m) = &self.member {
-            let tps: Vec<&TopicPartition> = offsets.iter().map(|(tp, _)| tp).filter(|tp| !self.revoking.contains(tp)).collect();
-            if !tps.is_empty() {
-                m.coordinator.check_commit(&m.group, m.id, m.generation, &tps)?;
+        let group = self.group_id()?.to_string();
+        let commits: Vec<OffsetCommit<'_>> =
+            offsets.iter().map(|(tp, p)| OffsetCommit { topic: &tp.topic, partition: tp.partition, offset: *p, metadata: "" }).collect();
+        let commit = || self.log.commit_offsets(&group, &commits);
+        match &self.member {
+            Some(m) => {
+                let tps: Vec<&TopicPartition> = offsets.iter().map(|(tp, _)| tp).filter(|tp| !self.revoking.contains(tp)).collect();
+                if tps.is_empty() { commit()? } else { m.coordinator.check_commit(&m.group, m.id, m.generation, &tps, commit)? }
             }
+            None => commit()?,
         }
-        self.commit_unchecked(offsets)
+        self.note_committed(offsets);
+        Ok(())
     }
 
     fn commit_unchecked(&mut self, offsets: &[(TopicPartition, u64)]) -> Result<()> {
@@ -1119,6 +1125,12 @@ impl<K, V> Consumer<K, V> {
         let commits: Vec<OffsetCommit<'_>> =
             offsets.iter().map(|(tp, p)| OffsetCommit { topic: &tp.topic, partition: tp.partition, offset: *p, metadata: "" }).collect();
         self.log.commit_offsets(&group, &commits)?;
+        self.note_committed(offsets);
+        Ok(())
+    }
+
+    /// Records a successful commit in the consumer's state and tells the interceptors.
+    fn note_committed(&mut self, offsets: &[(TopicPartition, u64)]) {
         for (tp, p) in offsets {
             if let Some(s) = self.owned.get_mut(tp) {
                 s.committed = Some(*p);
@@ -1127,7 +1139,6 @@ impl<K, V> Consumer<K, V> {
         for i in &self.interceptors {
             guarded("a consumer interceptor's on_commit", || i.on_commit(offsets));
         }
-        Ok(())
     }
 
     /// Leaves the group (committing first with auto-commit on; the revoke listener runs), waits
@@ -1170,18 +1181,20 @@ fn spawn_committer(log: Log) -> Result<Committer> {
         .name("runnel-committer".into())
         .spawn(move || {
             for r in rx {
-                let result = (|| {
-                    if let Some((c, id, generation)) = &r.check {
+                let commits: Vec<OffsetCommit<'_>> = r
+                    .offsets
+                    .iter()
+                    .map(|(tp, p)| OffsetCommit { topic: &tp.topic, partition: tp.partition, offset: *p, metadata: "" })
+                    .collect();
+                let commit = || log.commit_offsets(&r.group, &commits);
+                let result = match &r.check {
+                    Some((c, id, generation)) => {
                         let tps: Vec<&TopicPartition> = r.offsets.iter().map(|(tp, _)| tp).collect();
-                        c.check_commit(&r.group, *id, *generation, &tps)?;
+                        c.check_commit(&r.group, *id, *generation, &tps, commit)
                     }
-                    let commits: Vec<OffsetCommit<'_>> = r
-                        .offsets
-                        .iter()
-                        .map(|(tp, p)| OffsetCommit { topic: &tp.topic, partition: tp.partition, offset: *p, metadata: "" })
-                        .collect();
-                    log.commit_offsets(&r.group, &commits)
-                })();
+                    None => commit(),
+                };
+                drop(commits);
                 if done_tx.send((r.offsets, result.err(), r.callback)).is_err() {
                     return;
                 }

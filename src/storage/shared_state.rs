@@ -641,3 +641,121 @@ impl PartitionState {
         self.page.u64_at(P_REPAIR_NEEDED).load(Ordering::Acquire) != 0
     }
 }
+
+/// Name of the file holding the consumer groups' coordination state in shared mode.
+pub const GROUPS_STATE_FILE: &str = ".groups.state";
+const GROUPS_MAGIC: u64 = u64::from_le_bytes(*b"RNLGROUP");
+const G_LOCK: usize = 64;
+const G_NOTIFY: usize = 128;
+const G_COMMITS: usize = 136;
+const G_LENS: [usize; 2] = [144, 152];
+const G_SLOTS_AT: usize = 4096;
+/// Bytes of each of the two slots: room for thousands of members and their assignments.
+pub const GROUPS_SLOT_LEN: usize = 1 << 20;
+const GROUPS_LEN: usize = G_SLOTS_AT + 2 * GROUPS_SLOT_LEN;
+
+/// A blob of state every process of a directory in shared mode reads and replaces under one
+/// robust lock, with a futex word that moves when it changes: the consumer groups' membership
+/// and assignments. Replaced in two slots, so a holder killed mid-write leaves the previous
+/// state current.
+pub struct SharedBlob {
+    page: Page,
+    path: PathBuf,
+}
+
+/// The lock over a [`SharedBlob`], with the current bytes.
+pub struct BlobGuard<'a> {
+    blob: &'a SharedBlob,
+    _lock: LockGuard<'a>,
+}
+
+impl SharedBlob {
+    /// Creates (or resets) the file and initializes its lock: the first process in, alone.
+    pub fn init(dir: &Path) -> io::Result<()> {
+        let path = dir.join(GROUPS_STATE_FILE);
+        let page = Page::open(&path, GROUPS_LEN, true)?;
+        page.robust_lock(G_LOCK).init()?;
+        for f in [G_COMMITS, G_LENS[0], G_LENS[1]] {
+            page.u64_at(f).store(0, Ordering::Relaxed);
+        }
+        page.u64_at(MAGIC_AT).store(0, Ordering::Relaxed);
+        page.u32_at(VERSION_AT).store(VERSION, Ordering::Relaxed);
+        page.u64_at(MAGIC_AT).store(GROUPS_MAGIC, Ordering::Release);
+        Ok(())
+    }
+
+    /// Maps the file another process initialized.
+    pub fn open(dir: &Path) -> io::Result<SharedBlob> {
+        let path = dir.join(GROUPS_STATE_FILE);
+        let page = Page::open(&path, GROUPS_LEN, true)?;
+        page.check(GROUPS_MAGIC, &path, "not initialized by the first process in shared mode")?;
+        Ok(SharedBlob { page, path })
+    }
+
+    /// Takes the lock.
+    pub fn lock(&self) -> io::Result<BlobGuard<'_>> {
+        Ok(BlobGuard { blob: self, _lock: self.page.robust_lock(G_LOCK).lock()? })
+    }
+
+    /// The futex word's value; pass it to [`SharedBlob::wait`].
+    pub fn notify_value(&self) -> u32 {
+        self.page.u32_at(G_NOTIFY).load(Ordering::SeqCst)
+    }
+
+    /// Sleeps until the state changes after `seen` was loaded, or `timeout` passes.
+    pub fn wait(&self, seen: u32, timeout: Duration) {
+        let ts = rustix::time::Timespec { tv_sec: timeout.as_secs() as i64, tv_nsec: i64::from(timeout.subsec_nanos()) };
+        let _ = rustix::thread::futex::wait(self.page.u32_at(G_NOTIFY), rustix::thread::futex::Flags::empty(), seen, Some(&ts));
+    }
+}
+
+impl BlobGuard<'_> {
+    #[expect(unsafe_code, reason = "viewing a slot of a shared mapping as bytes")]
+    fn slot(&self, i: usize) -> *mut u8 {
+        let _ = &self.blob.page;
+        // Bounds: the slot lies inside the mapping (GROUPS_LEN covers both slots).
+        debug_assert!(G_SLOTS_AT + (i + 1) * GROUPS_SLOT_LEN <= self.blob.page.len);
+        // SAFETY: the offset is inside the mapping (see above), which lives as long as the blob.
+        unsafe { self.blob.page.map.as_mut_ptr().add(G_SLOTS_AT + i * GROUPS_SLOT_LEN) }
+    }
+
+    /// The current state's bytes (empty before the first write).
+    #[expect(unsafe_code, reason = "copying a slot of a shared mapping")]
+    pub fn read(&self) -> Vec<u8> {
+        let n = self.blob.page.u64_at(G_COMMITS).load(Ordering::Acquire);
+        let i = (n & 1) as usize;
+        let len = (self.blob.page.u64_at(G_LENS[i]).load(Ordering::Relaxed) as usize).min(GROUPS_SLOT_LEN);
+        let mut out = vec![0u8; len];
+        // SAFETY: `len` bytes from the slot's start lie inside the slot (clamped). The slot is
+        // written only by a holder of the lock, which this guard is, so nothing writes it now.
+        unsafe { std::ptr::copy_nonoverlapping(self.slot(i), out.as_mut_ptr(), len) };
+        out
+    }
+
+    /// Replaces the state with `bytes` (the other slot, then the commit count) and wakes the
+    /// processes waiting for a change.
+    #[expect(unsafe_code, reason = "copying into a slot of a shared mapping")]
+    pub fn write(&self, bytes: &[u8]) -> io::Result<()> {
+        if bytes.len() > GROUPS_SLOT_LEN {
+            return Err(io::Error::new(
+                io::ErrorKind::OutOfMemory,
+                format!(
+                    "{}: the consumer groups' state needs {} bytes, more than {GROUPS_SLOT_LEN}",
+                    self.blob.path.display(),
+                    bytes.len()
+                ),
+            ));
+        }
+        let n = self.blob.page.u64_at(G_COMMITS).load(Ordering::Relaxed);
+        let i = ((n + 1) & 1) as usize;
+        // SAFETY: `bytes.len()` fits the slot (checked above); the slot is not the current one,
+        // which readers (holders of the lock, only) read; this guard holds the lock.
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.slot(i), bytes.len()) };
+        self.blob.page.u64_at(G_LENS[i]).store(bytes.len() as u64, Ordering::Relaxed);
+        self.blob.page.u64_at(G_COMMITS).store(n + 1, Ordering::Release);
+        let word = self.blob.page.u32_at(G_NOTIFY);
+        word.fetch_add(1, Ordering::SeqCst);
+        let _ = rustix::thread::futex::wake(word, rustix::thread::futex::Flags::empty(), u32::MAX);
+        Ok(())
+    }
+}
