@@ -535,14 +535,18 @@ size_t runnel_live_handles(void);
  * cleanly. `options` is an array of `n_options` key/value pairs (2 × `n_options` strings; NULL
  * when `n_options` is 0):
  *
- * - `"read_only"`: `"true"` opens without a lock and without writing a byte, while another process
- *   may write (every mutating call then returns `RUNNEL_READ_ONLY`);
+ * - `"mode"`: `"exclusive"` (the default: this handle is the directory's only writer),
+ *   `"shared"` (any number of processes open it this way and write at once; see
+ *   `Log::open_shared`) or `"read_only"`;
+ * - `"read_only"`: `"true"` is `"mode": "read_only"`: opens without a lock and without writing a
+ *   byte, while other processes may write (every mutating call then returns `RUNNEL_READ_ONLY`);
  * - `"background_maintenance"`: `"false"` stops the maintenance thread (flush.ms, retention);
  * - `"max_open_segments"`: how many segment mappings to keep open;
  * - any topic config key (`"segment.bytes"`, `"retention.ms"`, ...): the default for new topics.
  *
  * On success `*out` is the handle, to be released with [`runnel_close`]. `RUNNEL_LOCKED` when
- * another writer has the directory.
+ * another writer has the directory (in exclusive mode: any writer; in shared mode: an exclusive
+ * one).
  */
 enum runnel_result runnel_open(const char *dir,
                                const char *const *options,
@@ -555,6 +559,12 @@ enum runnel_result runnel_open(const char *dir,
  * Waits for calls in flight on other threads to return.
  */
 enum runnel_result runnel_close(struct runnel_log *log);
+
+/**
+ * Whether the log was opened in shared mode (`"mode": "shared"`). 0 or 1; -1 for an invalid
+ * handle.
+ */
+int runnel_is_shared(const struct runnel_log *log);
 
 /**
  * Whether the log was opened with `"read_only"`. 0 or 1; -1 for an invalid handle.

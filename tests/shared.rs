@@ -366,7 +366,22 @@ fn topic_changes_are_seen_by_every_process() {
     assert!(matches!(a.append("t", Some(0), &[Record::new(b"late")], Acks::One), Err(Error::UnknownTopicOrPartition { .. })));
     assert!(!a.list_topics().contains(&"t".to_string()));
     // Not yet in shared mode: refused with a clear error.
-    assert!(matches!(a.idempotent_producer(), Err(Error::InvalidArgument(_))));
+    assert!(matches!(a.transactional_producer("t", runnel::TransactionOptions::default()), Err(Error::InvalidArgument(_))));
+    // Producer ids are unique across processes, and a retry is stored once whoever appended since.
+    a.create_topic("i", 1, TopicConfig::default()).expect("create i");
+    let (pa, pb) = (a.allocate_producer_id().expect("pid"), b.allocate_producer_id().expect("pid"));
+    assert_ne!(pa, pb);
+    let batch = |pid, seq| runnel::ProducerBatch { producer_id: pid, producer_epoch: 0, base_sequence: seq };
+    let first = a.append_idempotent("i", Some(0), &[Record::new(b"a0")], Acks::All, batch(pa, 0)).expect("append");
+    b.append_idempotent("i", Some(0), &[Record::new(b"b0")], Acks::All, batch(pb, 0)).expect("append");
+    let retry = a.append_idempotent("i", Some(0), &[Record::new(b"a0")], Acks::All, batch(pa, 0)).expect("retry");
+    assert_eq!(retry.base_offset, first.base_offset, "the retry is found, though b appended since");
+    assert!(matches!(b.append_idempotent("i", Some(0), &[Record::new(b"a2")], Acks::All, batch(pa, 2)), Err(Error::InvalidArgument(_))));
+    assert!(matches!(
+        a.append_idempotent("i", Some(0), &[Record::new(b"a2")], Acks::All, batch(pa, 2)),
+        Err(Error::OutOfOrderSequence { .. })
+    ));
+    assert_eq!(common::values(&common::read_all(&b, "i", 0).expect("read")), ["a0", "b0"]);
     // Committed offsets are shared: one handle commits, the other reads them.
     a.create_topic("o", 1, TopicConfig::default()).expect("create o");
     a.commit_offsets("g", &[runnel::OffsetCommit { topic: "o", partition: 0, offset: 7, metadata: "m" }]).expect("commit");
@@ -387,6 +402,8 @@ fn topic_changes_are_seen_by_every_process() {
     assert!(dir.path().join(common::CLEAN_SHUTDOWN_MARKER).exists(), "the last one out closed cleanly");
     let log = Log::open(dir.path(), common::opts()).expect("exclusive open after");
     assert!(log.recovery_report().is_empty());
+    let next = log.allocate_producer_id().expect("pid");
+    assert!(next > pa.max(pb), "an exclusive writer never hands out an id shared mode handed out ({next})");
     assert_eq!(common::read_all(&log, "u", 0).expect("read").len(), 101);
     assert_eq!(common::read_all(&log, "u", 1).expect("read").len(), 100);
     assert!(matches!(Log::open_shared(dir.path(), common::opts()), Err(Error::Locked { .. })), "no shared writer beside an exclusive one");

@@ -24,6 +24,11 @@ struct Cli {
     /// The data directory.
     #[arg(long, global = true, env = "RUNNEL_DIR", default_value = "runnel-data")]
     dir: PathBuf,
+    /// Open the directory in shared mode, so that other processes can write to it meanwhile.
+    /// Without it, a command joins processes that have it open in shared mode, and otherwise
+    /// opens it as its only writer.
+    #[arg(long, global = true, env = "RUNNEL_SHARED")]
+    shared: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -312,7 +317,7 @@ impl From<Error> for Failure {
     fn from(e: Error) -> Failure {
         let hint = match &e {
             Error::Locked { .. } => {
-                "\nhint: another process has the directory open for writing; stop it, or read with `consume` (which opens read-only when locked)"
+                "\nhint: another process has the directory open for writing, as its only writer; stop it (or have it open the directory in shared mode), or read with `consume` (which opens read-only when locked)"
             }
             Error::UnknownTopicOrPartition { .. } => {
                 "\nhint: `runnel topics list` shows the topics; `runnel topics create --topic T` makes one"
@@ -344,20 +349,36 @@ fn main() -> ExitCode {
     }
 }
 
-fn open(dir: &Path) -> Outcome<Log> {
-    Ok(Log::open(dir, LogOptions::default())?)
+/// `--shared` was given.
+static SHARED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// A writer: in shared mode with `--shared`; otherwise the directory's only writer if it is free,
+/// or one more writer if other processes have it open in shared mode.
+fn open_writer(dir: &Path) -> runnel::Result<Log> {
+    if SHARED.load(std::sync::atomic::Ordering::Relaxed) {
+        return Log::open_shared(dir, LogOptions::default());
+    }
+    match Log::open(dir, LogOptions::default()) {
+        Err(Error::Locked { .. }) => Log::open_shared(dir, LogOptions::default()),
+        other => other,
+    }
 }
 
-/// The writer if the directory is free, otherwise a read-only handle (another process writes).
+fn open(dir: &Path) -> Outcome<Log> {
+    Ok(open_writer(dir)?)
+}
+
+/// A writer as [`open`] opens one, or a read-only handle while an exclusive writer has the
+/// directory.
 fn open_for_reading(dir: &Path) -> Outcome<Log> {
-    match Log::open(dir, LogOptions::default()) {
-        Ok(l) => Ok(l),
+    match open_writer(dir) {
         Err(Error::Locked { .. }) => Ok(Log::open_read_only(dir, LogOptions::default())?),
-        Err(e) => Err(e.into()),
+        other => Ok(other?),
     }
 }
 
 fn run(cli: Cli) -> Outcome {
+    SHARED.store(cli.shared, std::sync::atomic::Ordering::Relaxed);
     let dir = cli.dir;
     let mut out = std::io::stdout().lock();
     match cli.command {
@@ -599,7 +620,7 @@ fn consume(dir: &Path, a: ConsumeArgs, out: &mut impl Write) -> Outcome {
     let log = open_for_reading(dir)?;
     if a.group.is_some() && log.is_read_only() {
         return Err(Failure(
-            "another process has the directory open for writing, and consuming with --group commits offsets; stop the writer, or consume without --group".into(),
+            "another process has the directory open as its only writer, and consuming with --group commits offsets; stop the writer (or have it open the directory in shared mode), or consume without --group".into(),
         ));
     }
     let partitions = log.partition_count(&a.topic)?;

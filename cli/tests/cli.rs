@@ -155,6 +155,24 @@ fn a_locked_directory_is_refused_for_writing_but_readable() {
 }
 
 #[test]
+fn commands_join_processes_that_have_the_directory_in_shared_mode() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let dir = d.path();
+    let app = runnel::Log::open_shared(dir, runnel::LogOptions::default()).expect("shared");
+    app.create_topic("t", 1, runnel::TopicConfig::default()).expect("create");
+    app.append("t", Some(0), &[runnel::Record::new(b"from the app")], runnel::Acks::All).expect("append");
+    // No --shared needed: the command joins the processes already there.
+    ok(dir, &["produce", "--topic", "t"], Some(b"from the cli\n"));
+    ok(dir, &["topics", "create", "--topic", "u"], None);
+    assert!(app.list_topics().contains(&"u".to_string()), "the app sees the topic the CLI created");
+    assert_eq!(ok(dir, &["consume", "--topic", "t", "--from-beginning", "--group", "g"], None), "from the app\nfrom the cli\n");
+    assert_eq!(app.committed("g", "t", 0).expect("committed").map(|c| c.offset), Some(2));
+    drop(app);
+    // With --shared the CLI opens it shared even when it is free.
+    ok(dir, &["--shared", "produce", "--topic", "t"], Some(b"again\n"));
+}
+
+#[test]
 fn follow_prints_records_another_process_appends() {
     let d = tempfile::tempdir().expect("tempdir");
     let dir = d.path();

@@ -436,14 +436,18 @@ fn partition_of(p: i64) -> Outcome<Option<u32>> {
 /// cleanly. `options` is an array of `n_options` key/value pairs (2 × `n_options` strings; NULL
 /// when `n_options` is 0):
 ///
-/// - `"read_only"`: `"true"` opens without a lock and without writing a byte, while another process
-///   may write (every mutating call then returns `RUNNEL_READ_ONLY`);
+/// - `"mode"`: `"exclusive"` (the default: this handle is the directory's only writer),
+///   `"shared"` (any number of processes open it this way and write at once; see
+///   `Log::open_shared`) or `"read_only"`;
+/// - `"read_only"`: `"true"` is `"mode": "read_only"`: opens without a lock and without writing a
+///   byte, while other processes may write (every mutating call then returns `RUNNEL_READ_ONLY`);
 /// - `"background_maintenance"`: `"false"` stops the maintenance thread (flush.ms, retention);
 /// - `"max_open_segments"`: how many segment mappings to keep open;
 /// - any topic config key (`"segment.bytes"`, `"retention.ms"`, ...): the default for new topics.
 ///
 /// On success `*out` is the handle, to be released with [`runnel_close`]. `RUNNEL_LOCKED` when
-/// another writer has the directory.
+/// another writer has the directory (in exclusive mode: any writer; in shared mode: an exclusive
+/// one).
 #[unsafe(no_mangle)]
 pub extern "C" fn runnel_open(
     dir: *const c_char,
@@ -454,7 +458,7 @@ pub extern "C" fn runnel_open(
     guard(|| {
         let out = out_ptr(out, "out")?;
         let dir = string(dir, "dir")?;
-        let mut read_only = false;
+        let mut mode = "exclusive";
         let mut opts = LogOptions::default();
         let mut defaults = TopicConfig::default();
         for (k, v) in pairs(options, n_options, "options")? {
@@ -464,7 +468,15 @@ pub extern "C" fn runnel_open(
                 _ => fail(RUNNEL_INVALID_ARGUMENT, format!("option {k} must be true or false, not {v:?}")),
             };
             match k {
-                "read_only" => read_only = flag(v)?,
+                "read_only" => {
+                    if flag(v)? {
+                        mode = "read_only";
+                    }
+                }
+                "mode" => match v {
+                    "exclusive" | "shared" | "read_only" => mode = v,
+                    _ => return fail(RUNNEL_INVALID_ARGUMENT, format!("mode must be exclusive, shared or read_only, not {v:?}")),
+                },
                 "background_maintenance" => opts = opts.background_maintenance(flag(v)?),
                 "max_open_segments" => {
                     let n = v
@@ -478,7 +490,11 @@ pub extern "C" fn runnel_open(
             }
         }
         opts = opts.default_topic_config(defaults);
-        let log = if read_only { Log::open_read_only(dir, opts)? } else { Log::open(dir, opts)? };
+        let log = match mode {
+            "read_only" => Log::open_read_only(dir, opts)?,
+            "shared" => Log::open_shared(dir, opts)?,
+            _ => Log::open(dir, opts)?,
+        };
         let arc = Arc::new(LogObject { log, closing: Default::default() });
         let h = register(Object::Log(arc));
         write_out(out, h as *mut runnel_log);
@@ -510,6 +526,18 @@ pub extern "C" fn runnel_close(log: *mut runnel_log) -> runnel_result {
         log.close()?;
         Ok(())
     })
+}
+
+/// Whether the log was opened in shared mode (`"mode": "shared"`). 0 or 1; -1 for an invalid
+/// handle.
+#[unsafe(no_mangle)]
+pub extern "C" fn runnel_is_shared(log: *const runnel_log) -> c_int {
+    let mut v = -1;
+    let _ = guard(|| {
+        v = c_int::from(log_of(log)?.is_shared());
+        Ok(())
+    });
+    v
 }
 
 /// Whether the log was opened with `"read_only"`. 0 or 1; -1 for an invalid handle.

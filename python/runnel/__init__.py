@@ -508,6 +508,11 @@ class Log:
             pass
 
     @property
+    def shared(self) -> bool:
+        """Whether the log was opened with ``shared=True``."""
+        return lib.runnel_is_shared(self._handle()) == 1
+
+    @property
     def read_only(self) -> bool:
         """Whether the log was opened read-only."""
         return lib.runnel_is_read_only(self._handle()) == 1
@@ -765,15 +770,22 @@ def open(
     path: Union[str, "os.PathLike[str]"],
     *,
     read_only: bool = False,
+    shared: bool = False,
     background_maintenance: bool = True,
     max_open_segments: Optional[int] = None,
     default_topic_config: Optional[Mapping[str, object]] = None,
 ) -> Log:
     """Opens (creating it if needed) the data directory ``path``. With ``read_only``, takes no lock
-    and writes nothing, while another process may write. A context manager closes it."""
+    and writes nothing, while another process may write. With ``shared``, any number of processes
+    open it this way and append, consume in one group and change topics at once (a
+    ``multiprocessing`` pool of workers, say). A context manager closes it."""
+    if read_only and shared:
+        raise ValueError("a log is opened read_only or shared, not both")
     options: dict[str, object] = {}
     if read_only:
-        options["read_only"] = "true"
+        options["mode"] = "read_only"
+    if shared:
+        options["mode"] = "shared"
     if not background_maintenance:
         options["background_maintenance"] = "false"
     if max_open_segments is not None:

@@ -718,7 +718,12 @@ impl Log {
         // Transactions a crash left open or half-committed are decided now: no producer of an
         // earlier process is alive to finish them.
         let coordinator = match topics.get(TRANSACTION_STATE_TOPIC).map(|t| t.partition(0)) {
-            Some(p) => Some(Arc::new(Coordinator::load(p?)?)),
+            Some(p) => {
+                let c = Coordinator::load(p?)?;
+                // Ids processes in shared mode handed out are never handed out again.
+                c.raise_pid_floor(multi::read_pid_floor(&*vfs, dir)?);
+                Some(Arc::new(c))
+            }
             None => None,
         };
         {
@@ -769,7 +774,11 @@ impl Log {
                         }
                     }
                     if multi {
-                        let _ = shared.multi.set(multi::Multi::new(dir, d.clone())?);
+                        let m = multi::Multi::new(dir, d.clone())?;
+                        if let Some(c) = shared.coordinator.get() {
+                            m.raise_pid_floor(&shared, c.reserved_pids())?;
+                        }
+                        let _ = shared.multi.set(m);
                         crate::storage::shared_state::SharedBlob::init(dir)
                             .map_err(|e| Error::io("map", dir.join(crate::storage::shared_state::GROUPS_STATE_FILE), e))?;
                     }
@@ -1027,7 +1036,11 @@ impl Log {
         acks: Acks,
         producer: ProducerBatch,
     ) -> Result<AppendResult> {
-        let allocated = self.w()?.coordinator.get().is_some_and(|c| c.allocated(producer.producer_id));
+        let s = self.w()?;
+        let allocated = match s.multi.get() {
+            Some(m) => m.allocated(producer.producer_id),
+            None => s.coordinator.get().is_some_and(|c| c.allocated(producer.producer_id)),
+        };
         if !allocated || producer.producer_epoch < 0 || producer.base_sequence < 0 {
             return Err(Error::InvalidArgument(format!(
                 "producer id {} (epoch {}, sequence {}) was not allocated by this log; use allocate_producer_id",
@@ -1047,7 +1060,11 @@ impl Log {
     /// Allocates a producer id for [`Log::append_idempotent`] (epoch 0): never handed out before
     /// by this data directory, across restarts and crashes.
     pub fn allocate_producer_id(&self) -> Result<i64> {
-        self.w()?.coordinator()?.allocate_pid()
+        let s = self.w()?;
+        match s.multi.get() {
+            Some(m) => m.allocate_pid(s),
+            None => s.coordinator()?.allocate_pid(),
+        }
     }
 
     /// An idempotent producer: its retried sends are stored once (Kafka's `enable.idempotence`).
@@ -1546,6 +1563,7 @@ impl Shared {
         let config = Arc::new(internal_config(&self.options));
         let t = create_topic_files(&*self.vfs, &self.vfs, &self.dir, &mut catalog, TRANSACTION_STATE_TOPIC, 1, &config, &[], &self.env)?;
         let c = Arc::new(Coordinator::load(t.partition(0)?)?);
+        c.raise_pid_floor(multi::read_pid_floor(&*self.vfs, &self.dir)?);
         self.topics.write().unwrap_or_else(|e| e.into_inner()).insert(TRANSACTION_STATE_TOPIC.to_string(), t);
         let _ = self.coordinator.set(c.clone());
         Ok(c)

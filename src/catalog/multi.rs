@@ -38,6 +38,10 @@ pub const OPEN_LOCK_FILE: &str = ".open.lock";
 pub const CATALOG_LOCK_FILE: &str = ".catalog.lock";
 /// Held by a process in shared mode writing to `__consumer_offsets`.
 pub const OFFSETS_LOCK_FILE: &str = ".offsets.lock";
+/// Held by a process in shared mode allocating a producer id.
+pub const PID_LOCK_FILE: &str = ".pid.lock";
+/// The next producer id processes in shared mode hand out (u64 little-endian, then its CRC-32).
+pub const PID_FILE: &str = "producer-ids";
 /// Held by the process in shared mode running a maintenance pass.
 pub const MAINTENANCE_LOCK_FILE: &str = ".maintenance.lock";
 
@@ -53,6 +57,10 @@ pub(crate) struct Multi {
     /// (threads share its descriptor).
     changing: Mutex<()>,
     maintenance_lock: File,
+    pid_lock: File,
+    /// Producer ids this process allocated (an idempotent producer appends from the process that
+    /// allocated its id).
+    pids: Mutex<std::collections::HashSet<i64>>,
 }
 
 fn lock_file(dir: &Path, name: &str) -> Result<File> {
@@ -115,6 +123,8 @@ impl Multi {
             catalog_lock: lock_file(dir, CATALOG_LOCK_FILE)?,
             changing: Mutex::new(()),
             maintenance_lock: lock_file(dir, MAINTENANCE_LOCK_FILE)?,
+            pid_lock: lock_file(dir, PID_LOCK_FILE)?,
+            pids: Mutex::default(),
         })
     }
 
@@ -135,6 +145,34 @@ impl Multi {
             f();
             let _ = self.maintenance_lock.unlock();
         }
+    }
+
+    /// Allocates a producer id no process of the directory handed out before, in any mode: the
+    /// next id from `producer-ids`, rewritten durably under `.pid.lock`.
+    pub(crate) fn allocate_pid(&self, s: &Shared) -> Result<i64> {
+        self.pid_lock.lock().map_err(|e| Error::io("lock", s.dir.join(PID_LOCK_FILE), e))?;
+        let result = read_pid_floor(&*s.vfs, &s.dir).and_then(|next| {
+            super::write_atomic(&*s.vfs, &s.dir, PID_FILE, &encode_pid_floor(next + 1))?;
+            Ok(next)
+        });
+        let _ = self.pid_lock.unlock();
+        let pid = i64::try_from(result?).map_err(|_| Error::InvalidArgument("producer ids are exhausted".into()))?;
+        lock_mutex(&self.pids).insert(pid);
+        Ok(pid)
+    }
+
+    /// Whether this process allocated `pid`.
+    pub(crate) fn allocated(&self, pid: i64) -> bool {
+        lock_mutex(&self.pids).contains(&pid)
+    }
+
+    /// Raises the next producer id in `producer-ids` to at least `floor` (the first process in,
+    /// from what the transaction coordinator reserved).
+    pub(crate) fn raise_pid_floor(&self, s: &Shared, floor: u64) -> Result<()> {
+        if read_pid_floor(&*s.vfs, &s.dir)? < floor {
+            super::write_atomic(&*s.vfs, &s.dir, PID_FILE, &encode_pid_floor(floor))?;
+        }
+        Ok(())
     }
 
     /// Leaves the directory. Returns whether this process was the last one in, in which case it
@@ -188,6 +226,8 @@ fn join(dir: &Path, options: LogOptions, lock: File) -> Result<Log> {
         catalog_lock: lock_file(dir, CATALOG_LOCK_FILE)?,
         changing: Mutex::new(()),
         maintenance_lock: lock_file(dir, MAINTENANCE_LOCK_FILE)?,
+        pid_lock: lock_file(dir, PID_LOCK_FILE)?,
+        pids: Mutex::default(),
     };
     let shared = Arc::new(Shared {
         dir: dir.to_path_buf(),
@@ -316,4 +356,24 @@ pub(crate) fn refresh_catalog(s: &Shared, wait: bool) -> Result<()> {
     *catalog = next;
     m.catalog_seen.store(version, Ordering::Release);
     Ok(())
+}
+
+fn encode_pid_floor(next: u64) -> Vec<u8> {
+    let mut b = next.to_le_bytes().to_vec();
+    b.extend_from_slice(&crc32fast::hash(&next.to_le_bytes()).to_le_bytes());
+    b
+}
+
+/// The next producer id shared mode hands out (0 without the file).
+pub(crate) fn read_pid_floor(vfs: &dyn Vfs, dir: &Path) -> Result<u64> {
+    let path = dir.join(PID_FILE);
+    let Some(b) = read_small(vfs, &path, 64)? else { return Ok(0) };
+    let (next, crc) = match (b.get(..8), b.get(8..12)) {
+        (Some(n), Some(c)) if b.len() == 12 => (n, c),
+        _ => return Err(Error::corrupt(path, 0, format!("{} bytes, expected 12", b.len()))),
+    };
+    if crc32fast::hash(next) != u32::from_le_bytes(crc.try_into().unwrap_or_default()) {
+        return Err(Error::corrupt(path, 8, "checksum mismatch"));
+    }
+    Ok(u64::from_le_bytes(next.try_into().unwrap_or_default()))
 }

@@ -185,6 +185,20 @@ impl Coordinator {
         Ok(Coordinator { table, durable: Mutex::new(d), pid_limit: AtomicU64::new(limit), state: Mutex::new((next, entries)) })
     }
 
+    /// Producer ids below `floor` were handed out elsewhere (by processes in shared mode, which
+    /// allocate from the directory's `producer-ids` file): never hand them out again, and accept
+    /// appends from them.
+    pub fn raise_pid_floor(&self, floor: u64) {
+        let mut st = lock(&self.state);
+        st.0 = st.0.max(floor);
+        self.pid_limit.fetch_max(floor, Ordering::AcqRel);
+    }
+
+    /// Every producer id below this may have been handed out (the durable reservation).
+    pub fn reserved_pids(&self) -> u64 {
+        lock(&self.durable).block_end.max(lock(&self.state).0)
+    }
+
     /// The partition of `__transaction_state`.
     pub fn partition(&self) -> &Arc<Partition> {
         &self.table.partition

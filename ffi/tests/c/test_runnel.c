@@ -400,6 +400,38 @@ static void test_read_only(void) {
     OK(runnel_close(w));
 }
 
+/* Shared mode: two handles stand for two processes writing the same directory. */
+static void test_shared(void) {
+    const char *shared[] = {"mode", "shared"};
+    runnel_log *a = NULL, *b = NULL, *x = NULL;
+    OK(runnel_open(path("sh"), shared, 1, &a));
+    OK(runnel_open(path("sh"), shared, 1, &b));
+    CHECK(runnel_is_shared(a) == 1);
+    CHECK(runnel_is_read_only(a) == 0);
+    EXPECT(runnel_open(path("sh"), NULL, 0, &x), RUNNEL_LOCKED);
+    const char *bad[] = {"mode", "both"};
+    EXPECT(runnel_open(path("sh"), bad, 1, &x), RUNNEL_INVALID_ARGUMENT);
+    OK(runnel_topic_create(a, "t", 1, NULL, 0));
+    runnel_record r = rec("k", "from b");
+    runnel_append_result at;
+    OK(runnel_append(b, "t", 0, &r, 1, RUNNEL_ACKS_ALL, &at));
+    CHECK(at.base_offset == 0);
+    r = rec("k", "from a");
+    OK(runnel_append(a, "t", 0, &r, 1, RUNNEL_ACKS_ALL, &at));
+    CHECK(at.base_offset == 1);
+    runnel_fetched *f = NULL;
+    OK(runnel_fetch(b, "t", 0, 0, 1 << 20, RUNNEL_READ_UNCOMMITTED, &f));
+    CHECK(runnel_fetched_count(f) == 2);
+    OK(runnel_fetched_free(f));
+    OK(runnel_commit_offset(a, "g", "t", 0, 2, NULL));
+    OK(runnel_close(a));
+    OK(runnel_close(b));
+    /* The last one out closed the directory: an exclusive writer may open it now. */
+    OK(runnel_open(path("sh"), NULL, 0, &x));
+    CHECK(runnel_is_shared(x) == 0);
+    OK(runnel_close(x));
+}
+
 static void test_producers(void) {
     runnel_log *log = open_log("eos");
     OK(runnel_topic_create(log, "t", 2, NULL, 0));
@@ -766,6 +798,7 @@ int main(int argc, char **argv) {
     test_append_and_fetch();
     test_groups_and_retention();
     test_read_only();
+    test_shared();
     test_producers();
     test_threads();
     test_clients();
