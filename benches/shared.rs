@@ -105,6 +105,8 @@ struct Run {
 
 impl Run {
     fn new(amount: impl Into<String>) -> Run {
+        // Earlier cases' data still being written back would slow this one's fsyncs.
+        rustix::fs::sync();
         let dir = tempfile::tempdir().expect("tempdir");
         let log = Log::open(dir.path(), LogOptions::default()).expect("open");
         log.create_topic(TOPIC, PARTITIONS, TopicConfig::default()).expect("create topic");
@@ -117,11 +119,13 @@ impl Run {
         self
     }
 
-    fn spawn(&self, mode: &str, batch: usize, acks: &str, partition: &str, kill_inside: u64) -> Child {
+    /// `report`: print when appends went through (the resume measurement's survivor; read only
+    /// at the end, so only for short runs: a full pipe would stall the appender).
+    fn spawn(&self, mode: &str, batch: usize, acks: &str, partition: &str, kill_inside: u64, report: bool) -> Child {
         let exe = std::env::current_exe().expect("bench binary");
         let mut cmd = Command::new(exe);
         cmd.env("RUNNEL_BENCH_THREADS", self.threads.to_string());
-        if kill_inside == 0 {
+        if report {
             cmd.env("RUNNEL_BENCH_REPORT", "1");
         }
         let mut child = cmd
@@ -143,7 +147,7 @@ impl Run {
 
     /// Starts `n` appenders at once and returns their total rate (records/s).
     fn rate(&self, n: usize, mode: &str, batch: usize, acks: &str, partition: &str) -> f64 {
-        let mut children: Vec<Child> = (0..n).map(|_| self.spawn(mode, batch, acks, partition, 0)).collect();
+        let mut children: Vec<Child> = (0..n).map(|_| self.spawn(mode, batch, acks, partition, 0, false)).collect();
         for c in &mut children {
             writeln!(c.stdin.as_mut().expect("stdin"), "go").expect("go");
         }
@@ -170,8 +174,8 @@ fn fmt_rate(r: f64) -> String {
 #[cfg(feature = "fault-injection")]
 fn resume_after_death(secs: f64) -> Option<Duration> {
     let run = Run::new(format!("{secs}s"));
-    let mut victim = run.spawn("shared", 1, "one", "0", 20_000);
-    let mut survivor = run.spawn("shared", 1, "one", "0", 0);
+    let mut victim = run.spawn("shared", 1, "one", "0", 20_000, false);
+    let mut survivor = run.spawn("shared", 1, "one", "0", 0, true);
     for c in [&mut victim, &mut survivor] {
         writeln!(c.stdin.as_mut().expect("stdin"), "go").expect("go");
     }
@@ -237,7 +241,7 @@ fn main() {
         threads / single
     );
     #[cfg(feature = "fault-injection")]
-    match resume_after_death(if full { 2.0 } else { 0.5 }) {
+    match resume_after_death(0.5) {
         Some(d) => println!("a killed lock holder: the other appender resumed {d:?} after its death"),
         None => println!("a killed lock holder: not measured (the victim did not die inside the lock)"),
     }

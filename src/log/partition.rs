@@ -1067,7 +1067,11 @@ impl Partition {
             st.raise_durable(leo);
         }
         self.durable.fetch_max(leo, Ordering::AcqRel);
-        self.last_sync_ms.store(now_ms(), Ordering::Relaxed);
+        let synced_at = now_ms();
+        self.last_sync_ms.store(synced_at, Ordering::Relaxed);
+        if let Some(st) = self.multi() {
+            st.set_last_sync_ms(synced_at);
+        }
         if self.config.high_watermark == HighWatermark::Durable {
             for (seg, _) in &unsynced {
                 seg.publish(seg.size());
@@ -1100,8 +1104,10 @@ impl Partition {
 
     /// Syncs if there is unsynced data and `flush.ms` has passed since the last sync.
     pub(crate) fn maybe_flush(&self, now: i64) -> Result<()> {
-        let due = now.saturating_sub(self.last_sync_ms.load(Ordering::Relaxed)) >= self.config.flush_ms as i64
-            || self.flush_requested.swap(false, Ordering::AcqRel);
+        // In shared mode the last round of any process counts: each process's maintenance thread
+        // looks, one of them syncs.
+        let last = self.last_sync_ms.load(Ordering::Relaxed).max(self.multi().map_or(i64::MIN, PartitionState::last_sync_ms));
+        let due = now.saturating_sub(last) >= self.config.flush_ms as i64 || self.flush_requested.swap(false, Ordering::AcqRel);
         if due && self.durable.load(Ordering::Acquire) < self.leo.load(Ordering::Acquire) && !self.poisoned.load(Ordering::Acquire) {
             self.sync()?;
         }

@@ -59,6 +59,9 @@ const P_REPAIR_NEEDED: usize = 384;
 // Futex word bumped after each sync round; processes waiting for their appends to be covered
 // sleep on it.
 const P_DURABLE_SEQ: usize = 392;
+// Wall-clock milliseconds of the last sync round of any process (flush.ms is per partition, not
+// per process).
+const P_LAST_SYNC_MS: usize = 400;
 
 /// The shortest interval between two futex wakes from appends: a writer appending millions of
 /// batches a second does not make a system call for each. A follower that slept through a skipped
@@ -540,7 +543,7 @@ impl PartitionState {
     pub fn init_shared(&self, state: &WriterState, durable: u64) -> io::Result<()> {
         self.page.robust_lock(P_APPEND_LOCK).init()?;
         self.page.robust_lock(P_SYNC_LOCK).init()?;
-        for f in [P_REPAIR_NEEDED, P_DURABLE_SEQ] {
+        for f in [P_REPAIR_NEEDED, P_DURABLE_SEQ, P_LAST_SYNC_MS] {
             self.page.u64_at(f).store(0, Ordering::Relaxed);
         }
         self.page.u64_at(P_DURABLE).store(durable, Ordering::Relaxed);
@@ -629,6 +632,16 @@ impl PartitionState {
         if !needed {
             self.page.u64_at(P_REPAIRS).fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// When the last sync round of any process ended (wall-clock ms).
+    pub fn last_sync_ms(&self) -> i64 {
+        self.page.u64_at(P_LAST_SYNC_MS).load(Ordering::Relaxed) as i64
+    }
+
+    /// A sync round ended at `ms`.
+    pub fn set_last_sync_ms(&self, ms: i64) {
+        self.page.u64_at(P_LAST_SYNC_MS).fetch_max(ms.max(0) as u64, Ordering::Relaxed);
     }
 
     /// The publication count: moves with every [`PartitionState::publish`].
