@@ -619,3 +619,45 @@ fn a_pool_of_worker_processes_shares_a_topic_while_workers_die() {
         assert_eq!(committed, Some(end), "partition {p}: the group committed up to the end (seed {seed})");
     }
 }
+
+#[test]
+fn garbage_in_the_shared_state_while_processes_run_is_an_error_not_a_crash() {
+    if std::env::var(CHILD_ENV).is_ok() || std::env::var(WORKER_ENV).is_ok() {
+        return;
+    }
+    use std::os::unix::fs::FileExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a = Log::open_shared(dir.path(), common::opts()).expect("open a");
+    let b = Log::open_shared(dir.path(), common::opts()).expect("open b");
+    a.create_topic("t", 1, TopicConfig::default()).expect("create");
+    a.append("t", Some(0), &[Record::new(b"kept")], Acks::All).expect("append");
+    // Another program scribbles over the writer state both processes map (a fault injected into
+    // the shared state file): both slots say the active segment is one that does not exist.
+    let state = std::fs::OpenOptions::new().write(true).open(dir.path().join("t-0/partition.state")).expect("state file");
+    for slot in [264u64, 312] {
+        state.write_all_at(&(1u64 << 40).to_le_bytes(), slot).expect("leo");
+        state.write_all_at(&(1u64 << 40).to_le_bytes(), slot + 8).expect("active base");
+    }
+    // The commit count moves, as a real commit's would, so the next append catches up.
+    state.write_all_at(&1_000u64.to_le_bytes(), 256).expect("commits");
+    let e = b.append("t", Some(0), &[Record::new(b"refused")], Acks::All).expect_err("a clear error");
+    assert!(matches!(e, Error::Corrupt { .. }), "{e:?}");
+    // Garbage in the groups' state: group calls fail with an error, nothing panics.
+    let groups = std::fs::OpenOptions::new().write(true).open(dir.path().join(".groups.state")).expect("groups");
+    groups.write_all_at(&[0xEE; 64], 4096).expect("slot 0");
+    groups.write_all_at(&[0xEE; 64], 4096 + (1 << 20)).expect("slot 1");
+    groups.write_all_at(&64u64.to_le_bytes(), 144).expect("len 0");
+    groups.write_all_at(&64u64.to_le_bytes(), 152).expect("len 1");
+    let mut consumer = Consumer::new(&a, ConsumerConfig::group("g")).expect("consumer");
+    assert!(consumer.subscribe(Subscription::Topics(vec!["t".into()])).is_err(), "joining a group with a damaged state fails");
+    drop(consumer);
+    drop(a);
+    drop(b);
+    // Everyone left: the next process in rebuilds the shared state from the files; nothing that
+    // was acknowledged is lost.
+    let c = Log::open_shared(dir.path(), common::opts()).expect("reopen");
+    assert_eq!(common::values(&common::read_all(&c, "t", 0).expect("read")), ["kept"]);
+    c.append("t", Some(0), &[Record::new(b"after")], Acks::All).expect("append");
+    let mut consumer = Consumer::new(&c, ConsumerConfig::group("g")).expect("consumer");
+    consumer.subscribe(Subscription::Topics(vec!["t".into()])).expect("subscribe after the rebuild");
+}

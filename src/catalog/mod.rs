@@ -818,11 +818,11 @@ impl Log {
     }
 
     fn topic(&self, name: &str) -> Result<Arc<Topic>> {
-        self.w()?.topic_map().get(name).cloned().ok_or_else(|| Error::unknown(name, None))
+        self.w()?.topic_map()?.get(name).cloned().ok_or_else(|| Error::unknown(name, None))
     }
 
     fn partition(&self, topic: &str, partition: u32) -> Result<Arc<Partition>> {
-        let topics = self.w()?.topic_map();
+        let topics = self.w()?.topic_map()?;
         topics.get(topic).ok_or_else(|| Error::unknown(topic, None))?.partition(partition)
     }
 
@@ -898,7 +898,7 @@ impl Log {
         let Some(shared) = &self.shared else {
             return self.reader.as_ref().and_then(|r| r.topic_names().ok()).unwrap_or_default();
         };
-        let mut v: Vec<String> = shared.topic_map().keys().cloned().collect();
+        let mut v: Vec<String> = shared.topic_map_or_last().keys().cloned().collect();
         v.sort();
         v
     }
@@ -1008,7 +1008,7 @@ impl Log {
     /// what survives a crash (see [`Acks`]).
     pub fn append(&self, topic: &str, partition: Option<u32>, records: &[Record<'_>], acks: Acks) -> Result<AppendResult> {
         let part = {
-            let topics = self.w()?.topic_map();
+            let topics = self.w()?.topic_map()?;
             let t = topics.get(topic).ok_or_else(|| Error::unknown(topic, None))?;
             if t.internal {
                 return Err(Error::ReadOnly(format!("internal topic {topic}")));
@@ -1133,7 +1133,7 @@ impl Log {
             let part = t.partitions.get(partition as usize).cloned().ok_or_else(|| Error::unknown(topic, Some(partition)))?;
             return Ok(PartitionHandle { part: HandlePart::Reader(part), internal: t.internal });
         }
-        let topics = self.w()?.topic_map();
+        let topics = self.w()?.topic_map()?;
         let t = topics.get(topic).ok_or_else(|| Error::unknown(topic, None))?;
         Ok(PartitionHandle { part: HandlePart::Writer(t.partition(partition)?), internal: t.internal })
     }
@@ -1319,7 +1319,7 @@ impl Log {
 
     fn all_partitions(&self) -> Vec<Arc<Partition>> {
         let Some(shared) = &self.shared else { return Vec::new() };
-        let topics = shared.topic_map();
+        let topics = shared.topic_map_or_last();
         topics.values().flat_map(|t| t.partitions().iter().cloned().collect::<Vec<_>>()).collect()
     }
 
@@ -1483,8 +1483,15 @@ impl Drop for Log {
 }
 
 impl Shared {
-    /// The topic map; in shared mode first caught up with topic changes of other processes.
-    fn topic_map(&self) -> std::sync::RwLockReadGuard<'_, TopicMap> {
+    /// The topic map; in shared mode first caught up with topic changes of other processes (an
+    /// error doing so, such as a damaged catalog or shared state, is the caller's).
+    fn topic_map(&self) -> Result<std::sync::RwLockReadGuard<'_, TopicMap>> {
+        multi::refresh_catalog(self, false)?;
+        Ok(self.topics.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// The topic map as far as this process could follow it (for calls that cannot fail).
+    fn topic_map_or_last(&self) -> std::sync::RwLockReadGuard<'_, TopicMap> {
         if let Err(e) = multi::refresh_catalog(self, false) {
             log::error!("{}: cannot follow the topic changes of other processes: {e}", self.dir.display());
         }
@@ -1512,7 +1519,7 @@ impl Shared {
     }
 
     fn lookup(&self, topic: &str, partition: u32) -> Result<Arc<Partition>> {
-        let topics = self.topic_map();
+        let topics = self.topic_map()?;
         topics.get(topic).ok_or_else(|| Error::unknown(topic, None))?.partition(partition)
     }
 
@@ -1520,7 +1527,7 @@ impl Shared {
     /// first record's key. Internal topics are refused.
     pub(crate) fn resolve(&self, topic: &str, partition: Option<u32>, records: &[Record<'_>]) -> Result<Arc<Partition>> {
         self.check_open()?;
-        let topics = self.topic_map();
+        let topics = self.topic_map()?;
         let t = topics.get(topic).ok_or_else(|| Error::unknown(topic, None))?;
         if t.internal {
             return Err(Error::ReadOnly(format!("internal topic {topic}")));
@@ -1719,7 +1726,7 @@ fn create_topic_files(
 }
 
 fn shared_partitions(s: &Shared) -> Vec<Arc<Partition>> {
-    let topics = s.topic_map();
+    let topics = s.topic_map_or_last();
     topics.values().flat_map(|t| t.partitions().iter().cloned().collect::<Vec<_>>()).collect()
 }
 
