@@ -661,3 +661,24 @@ fn garbage_in_the_shared_state_while_processes_run_is_an_error_not_a_crash() {
     let mut consumer = Consumer::new(&c, ConsumerConfig::group("g")).expect("consumer");
     consumer.subscribe(Subscription::Topics(vec!["t".into()])).expect("subscribe after the rebuild");
 }
+
+#[test]
+fn producer_ids_are_unique_across_threads_and_handles() {
+    if std::env::var(CHILD_ENV).is_ok() || std::env::var(WORKER_ENV).is_ok() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a = Log::open_shared(dir.path(), common::opts()).expect("open a");
+    let b = Log::open_shared(dir.path(), common::opts()).expect("open b");
+    let ids: Vec<i64> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8)
+            .map(|i| {
+                let log = if i % 2 == 0 { &a } else { &b };
+                s.spawn(move || (0..25).map(|_| log.allocate_producer_id().expect("pid")).collect::<Vec<_>>())
+            })
+            .collect();
+        handles.into_iter().flat_map(|h| h.join().expect("thread")).collect()
+    });
+    let unique: HashSet<i64> = ids.iter().copied().collect();
+    assert_eq!(unique.len(), ids.len(), "every producer id handed out once");
+}

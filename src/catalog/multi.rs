@@ -150,6 +150,8 @@ impl Multi {
     /// Allocates a producer id no process of the directory handed out before, in any mode: the
     /// next id from `producer-ids`, rewritten durably under `.pid.lock`.
     pub(crate) fn allocate_pid(&self, s: &Shared) -> Result<i64> {
+        // The flock excludes other processes only: threads of this one share its descriptor.
+        let mut pids = lock_mutex(&self.pids);
         self.pid_lock.lock().map_err(|e| Error::io("lock", s.dir.join(PID_LOCK_FILE), e))?;
         let result = read_pid_floor(&*s.vfs, &s.dir).and_then(|next| {
             super::write_atomic(&*s.vfs, &s.dir, PID_FILE, &encode_pid_floor(next + 1))?;
@@ -157,7 +159,7 @@ impl Multi {
         });
         let _ = self.pid_lock.unlock();
         let pid = i64::try_from(result?).map_err(|_| Error::InvalidArgument("producer ids are exhausted".into()))?;
-        lock_mutex(&self.pids).insert(pid);
+        pids.insert(pid);
         Ok(pid)
     }
 
@@ -199,6 +201,9 @@ pub(crate) fn read_catalog(vfs: &dyn Vfs, dir: &Path, defaults: &TopicConfig) ->
 /// A later process in: loads the directory as the others left it, changing nothing on disk.
 fn join(dir: &Path, options: LogOptions, lock: File) -> Result<Log> {
     let vfs: Arc<dyn Vfs> = Arc::new(OsFs);
+    // No topic is created or deleted while this process loads them.
+    let catalog_lock = lock_file(dir, CATALOG_LOCK_FILE)?;
+    catalog_lock.lock_shared().map_err(|e| Error::io("lock", dir.join(CATALOG_LOCK_FILE), e))?;
     let state_path = dir.join(crate::storage::shared_state::DIR_STATE_FILE);
     let dir_state = Arc::new(DirState::create(dir).map_err(|e| Error::io("map", &state_path, e))?);
     // The version before the catalog: a change after this load is noticed again later.
@@ -229,6 +234,7 @@ fn join(dir: &Path, options: LogOptions, lock: File) -> Result<Log> {
         pid_lock: lock_file(dir, PID_LOCK_FILE)?,
         pids: Mutex::default(),
     };
+    drop(catalog_lock);
     let shared = Arc::new(Shared {
         dir: dir.to_path_buf(),
         vfs,
@@ -292,11 +298,11 @@ fn joined_partition(
         return Err(Error::corrupt(pdir.to_path_buf(), 0, "a partition directory of a catalogued topic is missing or not a directory"));
     }
     let state_path: PathBuf = pdir.join(crate::storage::shared_state::PARTITION_STATE_FILE);
-    let state = PartitionState::create(&pdir).map_err(|e| Error::io("map", &state_path, e))?;
-    let (loaded, commits, view) = load_shared(vfs, &pdir, config, &state)?;
+    let state = PartitionState::attach(&pdir).map_err(|e| Error::io("map", &state_path, e))?;
+    let (loaded, commits, view, unsynced) = load_shared(vfs, &pdir, config, &state)?;
     let part = Arc::new(Partition::new(topic.clone(), p, pdir, config.clone(), env, loaded));
     let (d, generation) = env.shared.get().ok_or(Error::Closed)?;
-    part.attach_multi(d, *generation, state, commits, view);
+    part.attach_multi(d, *generation, state, (commits, view), unsynced);
     Ok(part)
 }
 
@@ -321,6 +327,16 @@ pub(crate) fn refresh_catalog(s: &Shared, wait: bool) -> Result<()> {
     if version == m.catalog_seen.load(Ordering::Acquire) {
         return Ok(());
     }
+    // Under `.catalog.lock` shared, so that no topic is created or deleted while this process
+    // loads it; a caller changing the catalog (`wait`) holds it exclusively already (taking it
+    // shared on the same descriptor would convert that lock).
+    let _shared_lock = if wait {
+        None
+    } else {
+        let f = lock_file(&s.dir, CATALOG_LOCK_FILE)?;
+        f.lock_shared().map_err(|e| Error::io("lock", s.dir.join(CATALOG_LOCK_FILE), e))?;
+        Some(f)
+    };
     let Some(next) = read_catalog(&*s.vfs, &s.dir, &s.options.default_topic_config)? else {
         return Err(Error::corrupt(s.dir.join(CATALOG_FILE), 0, "the catalog disappeared"));
     };

@@ -75,13 +75,15 @@ fn process_start(pid: u32) -> Option<u64> {
     rest.split_whitespace().nth(19)?.parse().ok()
 }
 
-/// This process, as a member records it.
+/// This process, as a member records it (looked up again after a `fork`).
 fn this_process() -> (u32, u64) {
-    static ME: std::sync::OnceLock<(u32, u64)> = std::sync::OnceLock::new();
-    *ME.get_or_init(|| {
-        let pid = std::process::id();
-        (pid, process_start(pid).unwrap_or(0))
-    })
+    static ME: Mutex<(u32, u64)> = Mutex::new((0, 0));
+    let pid = std::process::id();
+    let mut me = ME.lock().unwrap_or_else(|e| e.into_inner());
+    if me.0 != pid {
+        *me = (pid, process_start(pid).unwrap_or(0));
+    }
+    *me
 }
 
 #[derive(Default)]

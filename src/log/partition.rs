@@ -156,6 +156,29 @@ pub(crate) static KILL_INSIDE_APPEND: AtomicU64 = AtomicU64::new(0);
 /// the sync lock again (the leader may have died mid-round and will wake no one).
 const SYNC_WAIT: Duration = Duration::from_millis(2);
 
+/// Shared mode: while armed, a failure (an error return or a panic) with the append lock held and
+/// files possibly changed marks the partition for repair by the next holder, as a death would.
+struct Unfinished<'a>(Option<&'a PartitionState>);
+
+impl<'a> Unfinished<'a> {
+    fn arm(state: Option<&'a PartitionState>) -> Unfinished<'a> {
+        Unfinished(state)
+    }
+
+    /// The change completed and its writer state is committed.
+    fn done(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for Unfinished<'_> {
+    fn drop(&mut self) {
+        if let Some(st) = self.0 {
+            st.mark_unfinished();
+        }
+    }
+}
+
 /// The longest a group-commit leader waits for the appenders of the previous round to come back.
 const GATHER: Duration = Duration::from_micros(100);
 
@@ -273,12 +296,13 @@ pub(crate) fn load_committed(
 /// holding the append lock meanwhile (a dead holder's leftovers are left for the next appender to
 /// repair: they lie past the committed state, which is all this reads). Returns what to build the
 /// [`Partition`] from, and the commit it matches.
+#[expect(clippy::type_complexity, reason = "what a joining process builds its partition from")]
 pub(crate) fn load_shared(
     vfs: &Arc<dyn Vfs>,
     dir: &Arc<Path>,
     config: &TopicConfig,
     state: &PartitionState,
-) -> Result<(Loaded, u64, WriterState)> {
+) -> Result<(Loaded, u64, WriterState, Vec<(Arc<Segment>, Arc<dyn VFile>)>)> {
     let path = dir.join(crate::storage::shared_state::PARTITION_STATE_FILE);
     let g = state.lock_append().map_err(|e| Error::io("lock", &path, e))?;
     if g.owner_died() {
@@ -286,11 +310,15 @@ pub(crate) fn load_shared(
     }
     let s = state.writer_state();
     let commits = state.writer_commits();
-    let (segments, active, _) = load_committed(vfs, dir, config, &s, &[], None)?;
+    let (segments, active, sealed) = load_committed(vfs, dir, config, &s, &[], None)?;
     let active = active.ok_or_else(|| Error::corrupt(&path, 0, "no active segment"))?;
     let (producers, txn) = producer_state::recover(&**vfs, dir, &segments, s.leo, config.index_interval_bytes)?;
     drop(g);
-    Ok((Loaded { segments, active, producers, txn }, commits, s))
+    // Sealed segments with offsets past the durable one may not be synced yet (their writer may
+    // have died first): this process's sync rounds include them.
+    let durable = state.durable();
+    let unsynced = sealed.into_iter().filter(|(seg, _)| seg.next_offset() > durable).collect();
+    Ok((Loaded { segments, active, producers, txn }, commits, s, unsynced))
 }
 
 /// What a partition's files were found to hold, ready to build a [`Partition`].
@@ -373,11 +401,21 @@ impl Partition {
     /// process (or this one, through [`Partition::init_shared`]) initialized.
     /// The partition was loaded from the committed writer state (under the append lock), so
     /// its view matches it; its high watermark and durable offset come from what was published.
-    pub(crate) fn attach_multi(&self, dir: &Arc<DirState>, generation: u64, state: PartitionState, commits: u64, view: WriterState) {
+    pub(crate) fn attach_multi(
+        &self,
+        dir: &Arc<DirState>,
+        generation: u64,
+        state: PartitionState,
+        (commits, view): (u64, WriterState),
+        unsynced: Vec<(Arc<Segment>, Arc<dyn VFile>)>,
+    ) {
         {
             let mut w = lock(&self.writer);
             w.seen = commits;
             w.view = view;
+            w.unsynced = unsynced;
+            // The directory entries of files others created may not be synced either.
+            w.dir_dirty = true;
             self.seen_commits.store(commits, Ordering::Release);
             let leo = self.leo.load(Ordering::Acquire);
             self.durable.store(state.durable().min(leo), Ordering::Release);
@@ -484,7 +522,10 @@ impl Partition {
                 self.deleted.store(true, Ordering::Release);
                 return Err(Error::unknown(&self.topic, Some(self.id)));
             }
-            let same_active = s.active_base == w.active.segment().base_offset && s.size >= w.active.segment().size();
+            // A segment grown past this process's mapping (another process runs with a larger
+            // `segment.bytes`) is mapped afresh at its size.
+            let same_active =
+                s.active_base == w.active.segment().base_offset && s.size >= w.active.segment().size() && s.size <= w.active.capacity();
             if same_active && s.epoch != w.view.epoch {
                 // A repair may have trimmed the active file; retention may have removed segments.
                 w.active.refresh_allocation()?;
@@ -851,6 +892,7 @@ impl Partition {
         // A full disk fails here, before anything is written: the partition stays usable and
         // appends succeed again once space is freed.
         active.reserve(buf.len())?;
+        let unfinished = Unfinished::arm(self.multi());
         #[cfg(feature = "fault-injection")]
         if self.multi().is_some()
             && KILL_INSIDE_APPEND.load(Ordering::Relaxed) > 0
@@ -881,6 +923,7 @@ impl Partition {
         let next = header.next_offset();
         self.leo.store(next, Ordering::Release);
         self.commit_view(w);
+        unfinished.done();
         if self.config.high_watermark == HighWatermark::Written {
             let seg = w.active.segment();
             seg.publish(seg.size());
@@ -892,6 +935,7 @@ impl Partition {
 
     /// Seals the active segment and starts a new one at the log end offset. Holds the writer lock.
     fn roll(&self, w: &mut Writer) -> Result<()> {
+        let unfinished = Unfinished::arm(self.multi());
         let base = self.leo.load(Ordering::Relaxed);
         // Seal (trim, write indexes) before the next segment exists: a crash in between then
         // leaves the old segment last, where recovery expects preallocated zeros, never zeros in
@@ -928,6 +972,7 @@ impl Partition {
         }
         self.cache.opened(&sealed);
         self.commit_view(w);
+        unfinished.done();
         Ok(())
     }
 
@@ -1028,6 +1073,8 @@ impl Partition {
                 let g = g.map_err(|e| Error::io("lock", self.dir.join("partition.state"), e))?;
                 if st.durable() >= appended {
                     self.durable.fetch_max(appended, Ordering::AcqRel);
+                    drop(g);
+                    st.wake_durable();
                     return Ok(());
                 }
                 // No gathering here, unlike within one process: measured, waiting even 10 µs for
@@ -1051,6 +1098,10 @@ impl Partition {
             // Another process's round synced everything up to `leo`, including the segments sealed
             // before it (it had caught up to `leo` itself).
             self.durable.fetch_max(leo, Ordering::AcqRel);
+            if let (Some(st), Some(g)) = (self.multi(), leader) {
+                drop(g);
+                st.wake_durable();
+            }
             return Ok(());
         }
         for (seg, f) in &unsynced {
@@ -1063,15 +1114,9 @@ impl Partition {
         if dir_dirty {
             self.vfs.sync_dir(&self.dir).map_err(|e| self.poison(Error::io("fsync", self.dir.to_path_buf(), e)))?;
         }
-        if let Some(st) = self.multi() {
-            st.raise_durable(leo);
-        }
-        self.durable.fetch_max(leo, Ordering::AcqRel);
         let synced_at = now_ms();
+        self.durable.fetch_max(leo, Ordering::AcqRel);
         self.last_sync_ms.store(synced_at, Ordering::Relaxed);
-        if let Some(st) = self.multi() {
-            st.set_last_sync_ms(synced_at);
-        }
         if self.config.high_watermark == HighWatermark::Durable {
             for (seg, _) in &unsynced {
                 seg.publish(seg.size());
@@ -1080,6 +1125,12 @@ impl Partition {
             self.hw.fetch_max(leo, Ordering::AcqRel);
             let _w = self.lock_writer()?;
             self.publish_shared(None, None);
+        }
+        // Shared mode: `durable` moves only after the high watermark was published, so a process
+        // whose append this round covers, and that returns at once, finds its records readable.
+        if let Some(st) = self.multi() {
+            st.set_last_sync_ms(synced_at);
+            st.raise_durable(leo);
         }
         // Shared mode: the high watermark is published before the next leader looks.
         if let (Some(st), Some(g)) = (self.multi(), leader) {
@@ -1293,10 +1344,18 @@ impl Partition {
         if !self.poisoned.load(Ordering::Acquire) && !self.closed.load(Ordering::Acquire) {
             self.sync()?;
         }
-        let w = self.lock_writer()?;
+        let mut w = self.lock_writer()?;
         // After this, appends (through a handle that outlived the log) fail with `Closed` instead
         // of writing past the trimmed end of the file.
         self.closed.store(true, Ordering::Release);
+        // Shared mode: segments and snapshots other processes sealed or wrote (and perhaps died
+        // before syncing) are synced before the clean marker vouches for them.
+        for (seg, f) in std::mem::take(&mut w.unsynced) {
+            f.sync_data().map_err(|e| Error::io("fdatasync", seg.log_path(), e))?;
+        }
+        for (path, f) in std::mem::take(&mut w.unsynced_snapshots) {
+            f.sync_data().map_err(|e| Error::io("fdatasync", path, e))?;
+        }
         for seg in self.segments().iter().filter(|s| s.is_sealed()) {
             seg.sync_indexes()?;
         }

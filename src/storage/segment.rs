@@ -504,6 +504,11 @@ impl ActiveSegment {
         &self.seg
     }
 
+    /// Bytes this segment can hold in its mapping.
+    pub fn capacity(&self) -> u64 {
+        self.capacity
+    }
+
     /// The open file (for fdatasync).
     pub fn file(&self) -> &Arc<dyn VFile> {
         &self.file

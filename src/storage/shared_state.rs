@@ -337,6 +337,18 @@ impl PartitionState {
         Ok(PartitionState { page, path })
     }
 
+    /// Shared mode, a process joining: maps (writable, never creating) a state file the first
+    /// process in initialized; fails on a file that is not one.
+    pub fn attach(dir: &Path) -> io::Result<PartitionState> {
+        let path = dir.join(PARTITION_STATE_FILE);
+        if std::fs::symlink_metadata(&path)?.len() < PARTITION_LEN as u64 {
+            return Err(bad(&path, "not initialized for shared mode"));
+        }
+        let page = Page::open(&path, PARTITION_LEN, true)?;
+        page.check(PARTITION_MAGIC, &path, "not initialized by a writer")?;
+        Ok(PartitionState { page, path })
+    }
+
     /// Opens a partition's state file read-only.
     pub fn open(dir: &Path) -> io::Result<PartitionState> {
         let path = dir.join(PARTITION_STATE_FILE);
@@ -472,7 +484,12 @@ impl<'a> RobustLock<'a> {
             0 => false,
             libc::EOWNERDEAD => {
                 // SAFETY: this thread holds the mutex (EOWNERDEAD means it was acquired).
-                pthread_result(unsafe { libc::pthread_mutex_consistent(self.ptr) }, "pthread_mutex_consistent")?;
+                let r = unsafe { libc::pthread_mutex_consistent(self.ptr) };
+                if r != 0 {
+                    // SAFETY: as above; released rather than held forever.
+                    unsafe { libc::pthread_mutex_unlock(self.ptr) };
+                    return Err(pthread_error(r, "pthread_mutex_consistent"));
+                }
                 true
             }
             e => return Err(pthread_error(e, "pthread_mutex_lock")),
@@ -647,6 +664,12 @@ impl PartitionState {
     /// The publication count: moves with every [`PartitionState::publish`].
     pub fn published_seq(&self) -> u64 {
         self.page.u64_at(P_SEQ).load(Ordering::Acquire)
+    }
+
+    /// A holder failed part-way through changing files (an error or a panic inside the append
+    /// lock): the next holder repairs as if it had died.
+    pub fn mark_unfinished(&self) {
+        self.page.u64_at(P_REPAIR_NEEDED).store(1, Ordering::Release);
     }
 
     /// Whether a dead holder's leftovers still need repairing.
