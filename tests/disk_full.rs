@@ -119,3 +119,65 @@ fn appends_fail_cleanly_on_a_full_disk_and_resume_once_space_is_freed() -> Resul
     check(&log, acked, "after reopening")?;
     Ok(())
 }
+
+/// Shared mode on a full disk: two handles (standing for two processes) append in turn with small
+/// segments, so the disk fills in every step of an append and of a roll (reserving space, sealing,
+/// writing indexes and producer snapshots, creating the next segment). Whatever fails, and
+/// whichever handle it poisons, nothing panics, nothing acknowledged is lost, no torn batch is
+/// visible, and once space is freed a process appends again, repairing what a failed roll left.
+#[test]
+fn shared_appenders_on_a_full_disk_lose_nothing_and_recover() -> Result<(), Box<dyn std::error::Error>> {
+    let m = match mount_small_ext4() {
+        Ok(m) => m,
+        Err(why) => {
+            eprintln!("skipping the shared disk-full test: cannot mount a small ext4 image ({why})");
+            return Ok(());
+        }
+    };
+    let ballast = m.mnt.join("ballast");
+    std::fs::write(&ballast, vec![1u8; 4 << 20])?;
+    let data: &Path = &m.mnt.join("data");
+    let opts = || LogOptions::default().background_maintenance(false);
+    let a = Log::open_shared(data, opts())?;
+    let b = Log::open_shared(data, opts())?;
+    let mut cfg = TopicConfig::default();
+    cfg.set("segment.bytes", "65536")?; // a roll every four records
+    a.create_topic("t", 1, cfg)?;
+
+    let mut acked = 0u64;
+    let mut failures = 0;
+    let mut turn = 0usize;
+    while failures < 6 {
+        let log = if turn.is_multiple_of(2) { &a } else { &b };
+        turn += 1;
+        let v = value(acked);
+        match log.append("t", Some(0), &[Record::new(&v)], Acks::All) {
+            Ok(at) => {
+                assert_eq!(at.base_offset, acked, "one order across the handles");
+                acked += 1;
+                failures = 0;
+            }
+            Err(Error::Io { .. } | Error::Poisoned { .. }) => failures += 1,
+            Err(e) => panic!("expected an Io or Poisoned error on the full disk, got {e}"),
+        }
+        assert!(acked < 100_000, "a 32 MiB disk never filled");
+    }
+    assert!(acked > 100, "the disk held {acked} records before filling");
+    std::fs::remove_file(&ballast)?;
+    // A process arriving now (the others may be poisoned) appends, repairing what a failed roll
+    // left behind if it must.
+    let c = Log::open_shared(data, opts())?;
+    for _ in 0..8 {
+        let v = value(acked);
+        let at = c.append("t", Some(0), &[Record::new(&v)], Acks::All)?;
+        assert_eq!(at.base_offset, acked);
+        acked += 1;
+    }
+    check(&c, acked, "after freeing space")?;
+    drop(a);
+    drop(b);
+    c.close()?;
+    let log = Log::open(data, LogOptions::default())?;
+    check(&log, acked, "after reopening")?;
+    Ok(())
+}
