@@ -696,6 +696,8 @@ impl<K, V> Consumer<K, V> {
             let refreshed = self.refresh_metadata(false);
             let Some(m) = &self.member else { return Ok(()) };
             let (coordinator, group, id, generation) = (m.coordinator.clone(), m.group.clone(), m.id, m.generation);
+            // Before the heartbeat: a change after it wakes the wait below.
+            let token = coordinator.change_token();
             let step = coordinator.heartbeat(&group, id, generation, refreshed.then_some(&self.metadata));
             match step {
                 Step::Stable => return Ok(()),
@@ -723,7 +725,7 @@ impl<K, V> Consumer<K, V> {
                     if now >= deadline {
                         return Ok(());
                     }
-                    coordinator.wait((deadline - now).min(Duration::from_millis(10)));
+                    coordinator.wait(token, (deadline - now).min(Duration::from_millis(10)));
                 }
                 Step::Removed => {
                     // Dropped by the group: what it owned may be someone else's now.

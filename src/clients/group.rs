@@ -191,6 +191,9 @@ struct Groups {
 pub struct Coordinator {
     local: Mutex<Groups>,
     changed: Condvar,
+    /// Changes of the local groups so far (under `local`): a waiter compares it with the count it
+    /// saw before it last looked, so a change in between is never slept through.
+    changes: std::sync::atomic::AtomicU32,
     shared: Option<crate::storage::shared_state::SharedBlob>,
     /// Regexes of the patterns decoded from the shared state, compiled once.
     patterns: Mutex<HashMap<String, regex::Regex>>,
@@ -221,7 +224,13 @@ impl Coordinator {
         } else {
             None
         };
-        let c = Arc::new(Coordinator { local: Mutex::default(), changed: Condvar::new(), shared: blob, patterns: Mutex::default() });
+        let c = Arc::new(Coordinator {
+            local: Mutex::default(),
+            changed: Condvar::new(),
+            changes: Default::default(),
+            shared: blob,
+            patterns: Mutex::default(),
+        });
         reg.push((key, Arc::downgrade(&c)));
         Ok(c)
     }
@@ -232,6 +241,9 @@ impl Coordinator {
         let Some(blob) = &self.shared else {
             let mut g = self.local.lock().unwrap_or_else(|e| e.into_inner());
             let (r, changed) = f(&mut g);
+            if changed {
+                self.changes.fetch_add(1, std::sync::atomic::Ordering::Release);
+            }
             drop(g);
             if changed {
                 self.changed.notify_all();
@@ -407,13 +419,23 @@ impl Coordinator {
         })
     }
 
-    /// Sleeps until the group changes or `timeout` passes.
-    pub fn wait(&self, timeout: Duration) {
+    /// A token for [`Coordinator::wait`], taken before looking at the group.
+    pub fn change_token(&self) -> u32 {
         match &self.shared {
-            Some(blob) => blob.wait(blob.notify_value(), timeout),
+            Some(blob) => blob.notify_value(),
+            None => self.changes.load(std::sync::atomic::Ordering::Acquire),
+        }
+    }
+
+    /// Sleeps until the groups change after `token` was taken, or `timeout` passes.
+    pub fn wait(&self, token: u32, timeout: Duration) {
+        match &self.shared {
+            Some(blob) => blob.wait(token, timeout),
             None => {
                 let groups = self.local.lock().unwrap_or_else(|e| e.into_inner());
-                let _ = self.changed.wait_timeout(groups, timeout);
+                if self.changes.load(std::sync::atomic::Ordering::Acquire) == token {
+                    let _ = self.changed.wait_timeout(groups, timeout);
+                }
             }
         }
     }
