@@ -164,9 +164,9 @@ impl Groups {
     /// Rebuilds the state by replaying the offsets topic.
     /// Offsets of topics for which `topic_exists` is false (left by a crash during a topic
     /// delete) are dropped.
-    /// `shared`: the directory is open in shared mode (other processes commit too); the path of
-    /// the lock file that orders writes.
-    pub(crate) fn load(partition: Arc<Partition>, topic_exists: impl Fn(&str) -> bool, shared: Option<&std::path::Path>) -> Result<Groups> {
+    /// `shared`: the directory is open in shared mode (other processes commit too); the lock file
+    /// that orders writes.
+    pub(crate) fn load(partition: Arc<Partition>, topic_exists: impl Fn(&str) -> bool, shared: Option<std::fs::File>) -> Result<Groups> {
         let table = Table::new(partition);
         let mut folded = OffsetsFold::default();
         let upto = table.replay(|h, r| folded.fold(h, r))?;
@@ -175,18 +175,6 @@ impl Groups {
             m.retain(|(t, _), _| topic_exists(t));
         }
         committed.retain(|_, m| !m.is_empty());
-        let shared = match shared {
-            Some(path) => Some(
-                std::fs::OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .create(true)
-                    .truncate(false)
-                    .open(path)
-                    .map_err(|e| Error::io("open", path, e))?,
-            ),
-            None => None,
-        };
         Ok(Groups { table, state: Mutex::new(State { committed, pending, upto }), shared })
     }
 

@@ -41,6 +41,21 @@ fn mount_small_ext4() -> Result<Mounted, String> {
     Ok(Mounted { dir, mnt })
 }
 
+/// The small disk with 4 MiB of ballast on it (to free once it is full), or `None` after saying
+/// why `test` skips where it cannot be mounted.
+fn small_disk_with_ballast(test: &str) -> std::io::Result<Option<(Mounted, PathBuf)>> {
+    let m = match mount_small_ext4() {
+        Ok(m) => m,
+        Err(why) => {
+            eprintln!("skipping {test}: cannot mount a small ext4 image ({why})");
+            return Ok(None);
+        }
+    };
+    let ballast = m.mnt.join("ballast");
+    std::fs::write(&ballast, vec![1u8; 4 << 20])?;
+    Ok(Some((m, ballast)))
+}
+
 fn value(i: u64) -> Vec<u8> {
     let mut v = format!("record-{i}-").into_bytes();
     v.resize(16 << 10, (i % 251) as u8);
@@ -73,15 +88,7 @@ fn check(log: &Log, acked: u64, when: &str) -> runnel::Result<()> {
 
 #[test]
 fn appends_fail_cleanly_on_a_full_disk_and_resume_once_space_is_freed() -> Result<(), Box<dyn std::error::Error>> {
-    let m = match mount_small_ext4() {
-        Ok(m) => m,
-        Err(why) => {
-            eprintln!("skipping the disk-full test: cannot mount a small ext4 image ({why})");
-            return Ok(());
-        }
-    };
-    let ballast = m.mnt.join("ballast");
-    std::fs::write(&ballast, vec![1u8; 4 << 20])?;
+    let Some((m, ballast)) = small_disk_with_ballast("the disk-full test")? else { return Ok(()) };
     let data: &Path = &m.mnt.join("data");
     let mut cfg = TopicConfig::default();
     cfg.set("segment.bytes", "268435456")?; // larger than the disk: no roll, one growing segment
@@ -127,15 +134,7 @@ fn appends_fail_cleanly_on_a_full_disk_and_resume_once_space_is_freed() -> Resul
 /// visible, and once space is freed a process appends again, repairing what a failed roll left.
 #[test]
 fn shared_appenders_on_a_full_disk_lose_nothing_and_recover() -> Result<(), Box<dyn std::error::Error>> {
-    let m = match mount_small_ext4() {
-        Ok(m) => m,
-        Err(why) => {
-            eprintln!("skipping the shared disk-full test: cannot mount a small ext4 image ({why})");
-            return Ok(());
-        }
-    };
-    let ballast = m.mnt.join("ballast");
-    std::fs::write(&ballast, vec![1u8; 4 << 20])?;
+    let Some((m, ballast)) = small_disk_with_ballast("the shared disk-full test")? else { return Ok(()) };
     let data: &Path = &m.mnt.join("data");
     let opts = || LogOptions::default().background_maintenance(false);
     let a = Log::open_shared(data, opts())?;

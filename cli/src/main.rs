@@ -414,22 +414,26 @@ fn table(out: &mut impl Write, head: &[&str], rows: &[Vec<String>]) -> Outcome {
     Ok(())
 }
 
+/// A list of names: one per line, or a JSON array.
+fn print_names(out: &mut impl Write, format: Format, names: Vec<String>) -> Outcome {
+    match format {
+        Format::Json => print_json(out, &json!(names)),
+        Format::Text => {
+            for n in names {
+                writeln!(out, "{n}")?;
+            }
+            Ok(())
+        }
+    }
+}
+
 // ---- topics
 
 fn topics(dir: &Path, cmd: TopicsCmd, out: &mut impl Write) -> Outcome {
     match cmd {
         TopicsCmd::List { format } => {
             let log = open_for_reading(dir)?;
-            let names = log.list_topics();
-            match format {
-                Format::Json => print_json(out, &json!(names)),
-                Format::Text => {
-                    for n in names {
-                        writeln!(out, "{n}")?;
-                    }
-                    Ok(())
-                }
-            }
+            print_names(out, format, log.list_topics())
         }
         TopicsCmd::Create { topic, partitions, configs } => {
             let log = open(dir)?;
@@ -788,16 +792,7 @@ fn groups(dir: &Path, cmd: GroupsCmd, out: &mut impl Write) -> Outcome {
     match cmd {
         GroupsCmd::List { format } => {
             let log = open_for_reading(dir)?;
-            let g = log.list_groups();
-            match format {
-                Format::Json => print_json(out, &json!(g)),
-                Format::Text => {
-                    for n in g {
-                        writeln!(out, "{n}")?;
-                    }
-                    Ok(())
-                }
-            }
+            print_names(out, format, log.list_groups())
         }
         GroupsCmd::Describe { group, format } => {
             let log = open_for_reading(dir)?;

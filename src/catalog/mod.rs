@@ -713,8 +713,8 @@ impl Log {
         }
         let offsets_partition =
             topics.get(CONSUMER_OFFSETS_TOPIC).map(|t| t.partition(0)).ok_or_else(|| Error::unknown(CONSUMER_OFFSETS_TOPIC, Some(0)))??;
-        let offsets_lock = multi.then(|| dir.join(multi::OFFSETS_LOCK_FILE));
-        let groups = Groups::load(offsets_partition, |t| topics.contains_key(t), offsets_lock.as_deref())?;
+        let offsets_lock = if multi { Some(multi::lock_file(dir, multi::OFFSETS_LOCK_FILE)?) } else { None };
+        let groups = Groups::load(offsets_partition, |t| topics.contains_key(t), offsets_lock)?;
         // Transactions a crash left open or half-committed are decided now: no producer of an
         // earlier process is alive to finish them.
         let coordinator = match topics.get(TRANSACTION_STATE_TOPIC).map(|t| t.partition(0)) {
@@ -774,7 +774,7 @@ impl Log {
                         }
                     }
                     if multi {
-                        let m = multi::Multi::new(dir, d.clone())?;
+                        let m = multi::Multi::new(dir, d.clone(), d.catalog_version(), None)?;
                         if let Some(c) = shared.coordinator.get() {
                             m.raise_pid_floor(&shared, c.reserved_pids())?;
                         }
@@ -788,13 +788,19 @@ impl Log {
                 Err(e) => log::warn!("{}: cannot create {DIR_STATE_FILE} ({e}); readers in other processes cannot attach", dir.display()),
             }
         }
+        Log::writer(shared, prefault)
+    }
+
+    /// A writer's handle on `shared`, with its maintenance thread started (unless the options
+    /// turn it off) and its prefault thread.
+    fn writer(shared: Arc<Shared>, prefault: JoinHandle<()>) -> Result<Log> {
         let maintenance = if shared.options.background {
             let s = shared.clone();
             Some(
                 std::thread::Builder::new()
                     .name("runnel-maintenance".into())
                     .spawn(move || maintenance_loop(&s))
-                    .map_err(|e| Error::io("spawn thread", dir, e))?,
+                    .map_err(|e| Error::io("spawn thread", &shared.dir, e))?,
             )
         } else {
             None

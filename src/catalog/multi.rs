@@ -18,8 +18,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, RwLock};
 
 use super::{
-    CATALOG_FILE, LOCK_FILE, Log, Shared, Topic, TopicMap, config_from, internal_config, lock, maintenance_loop, names, read_small, seed,
-    validate_catalog,
+    CATALOG_FILE, LOCK_FILE, Log, Shared, Topic, TopicMap, config_from, internal_config, lock, names, read_small, seed, validate_catalog,
 };
 use crate::config::{LogOptions, TopicConfig};
 use crate::error::{Error, Result};
@@ -63,7 +62,8 @@ pub(crate) struct Multi {
     pids: Mutex<std::collections::HashSet<i64>>,
 }
 
-fn lock_file(dir: &Path, name: &str) -> Result<File> {
+/// Opens (creating it) one of the directory's lock files, never through a symbolic link.
+pub(crate) fn lock_file(dir: &Path, name: &str) -> Result<File> {
     let path = dir.join(name);
     OpenOptions::new()
         .read(true)
@@ -87,21 +87,21 @@ pub(crate) fn open(dir: &Path, options: LogOptions) -> Result<Log> {
     options.default_topic_config.validate()?;
     super::create_missing_dirs(&OsFs, dir)?;
     let _serial = serialize_opens(dir)?;
-    let lock = lock_file(dir, LOCK_FILE)?;
+    let dir_lock = lock_file(dir, LOCK_FILE)?;
     let lock_path = dir.join(LOCK_FILE);
-    match lock.try_lock() {
+    match dir_lock.try_lock() {
         Ok(()) => {
             // Alone: recover as an exclusive writer would, initialize every partition's shared
             // state, then let others in. The conversion to a shared lock is not atomic, but
             // `.open.lock` keeps every other opener out until it is done.
             let log = Log::open_on(dir, options, Arc::new(OsFs), true, true)?;
-            lock.lock_shared().map_err(|e| Error::io("lock", &lock_path, e))?;
+            dir_lock.lock_shared().map_err(|e| Error::io("lock", &lock_path, e))?;
             let m = log.shared.as_ref().and_then(|s| s.multi.get()).ok_or(Error::Closed)?;
-            *lock_mutex(&m.lock) = Some(lock);
+            *lock(&m.lock) = Some(dir_lock);
             Ok(log)
         }
-        Err(TryLockError::WouldBlock) => match lock.try_lock_shared() {
-            Ok(()) => join(dir, options, lock),
+        Err(TryLockError::WouldBlock) => match dir_lock.try_lock_shared() {
+            Ok(()) => join(dir, options, dir_lock),
             Err(TryLockError::WouldBlock) => Err(Error::Locked { dir: dir.to_path_buf() }),
             Err(TryLockError::Error(e)) => Err(Error::io("lock", &lock_path, e)),
         },
@@ -109,16 +109,13 @@ pub(crate) fn open(dir: &Path, options: LogOptions) -> Result<Log> {
     }
 }
 
-fn lock_mutex<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 impl Multi {
-    /// The first process in: `dir_state` was just created by its open.
-    pub(crate) fn new(dir: &Path, dir_state: Arc<DirState>) -> Result<Multi> {
+    /// This process's membership: `catalog_version` is the version its topic map was read at;
+    /// `held` is `.lock` held shared (the first process in converts its lock and sets it later).
+    pub(crate) fn new(dir: &Path, dir_state: Arc<DirState>, catalog_version: u64, held: Option<File>) -> Result<Multi> {
         Ok(Multi {
-            lock: Mutex::new(None),
-            catalog_seen: AtomicU64::new(dir_state.catalog_version()),
+            lock: Mutex::new(held),
+            catalog_seen: AtomicU64::new(catalog_version),
             dir_state,
             catalog_lock: lock_file(dir, CATALOG_LOCK_FILE)?,
             changing: Mutex::new(()),
@@ -131,7 +128,7 @@ impl Multi {
     /// Holds `.catalog.lock` while `f` changes the catalog, after catching up with changes other
     /// processes made; afterwards this process's topic map matches the new version.
     pub(crate) fn changing_catalog<T>(&self, s: &Shared, f: impl FnOnce() -> Result<T>) -> Result<T> {
-        let _in_process = lock_mutex(&self.changing);
+        let _in_process = lock(&self.changing);
         self.catalog_lock.lock().map_err(|e| Error::io("lock", s.dir.join(CATALOG_LOCK_FILE), e))?;
         let result = refresh_catalog(s, true).and_then(|()| f());
         self.catalog_seen.store(self.dir_state.catalog_version(), Ordering::Release);
@@ -151,7 +148,7 @@ impl Multi {
     /// next id from `producer-ids`, rewritten durably under `.pid.lock`.
     pub(crate) fn allocate_pid(&self, s: &Shared) -> Result<i64> {
         // The flock excludes other processes only: threads of this one share its descriptor.
-        let mut pids = lock_mutex(&self.pids);
+        let mut pids = lock(&self.pids);
         self.pid_lock.lock().map_err(|e| Error::io("lock", s.dir.join(PID_LOCK_FILE), e))?;
         let result = read_pid_floor(&*s.vfs, &s.dir).and_then(|next| {
             super::write_atomic(&*s.vfs, &s.dir, PID_FILE, &encode_pid_floor(next + 1))?;
@@ -165,7 +162,7 @@ impl Multi {
 
     /// Whether this process allocated `pid`.
     pub(crate) fn allocated(&self, pid: i64) -> bool {
-        lock_mutex(&self.pids).contains(&pid)
+        lock(&self.pids).contains(&pid)
     }
 
     /// Raises the next producer id in `producer-ids` to at least `floor` (the first process in,
@@ -182,9 +179,9 @@ impl Multi {
     /// the files cleanly meanwhile.
     pub(crate) fn leave(&self, dir: &Path) -> Result<Option<(File, File)>> {
         let serial = serialize_opens(dir)?;
-        let Some(lock) = lock_mutex(&self.lock).take() else { return Ok(None) };
-        match lock.try_lock() {
-            Ok(()) => Ok(Some((serial, lock))),
+        let Some(held) = lock(&self.lock).take() else { return Ok(None) };
+        match held.try_lock() {
+            Ok(()) => Ok(Some((serial, held))),
             Err(_) => Ok(None),
         }
     }
@@ -199,7 +196,7 @@ pub(crate) fn read_catalog(vfs: &dyn Vfs, dir: &Path, defaults: &TopicConfig) ->
 }
 
 /// A later process in: loads the directory as the others left it, changing nothing on disk.
-fn join(dir: &Path, options: LogOptions, lock: File) -> Result<Log> {
+fn join(dir: &Path, options: LogOptions, held: File) -> Result<Log> {
     let vfs: Arc<dyn Vfs> = Arc::new(OsFs);
     // No topic is created or deleted while this process loads them.
     let catalog_lock = lock_file(dir, CATALOG_LOCK_FILE)?;
@@ -223,17 +220,8 @@ fn join(dir: &Path, options: LogOptions, lock: File) -> Result<Log> {
         .get(CONSUMER_OFFSETS_TOPIC)
         .map(|t| t.partition(0))
         .ok_or_else(|| Error::corrupt(dir.join(CATALOG_FILE), 0, "no __consumer_offsets topic"))??;
-    let groups = Groups::load(offsets, |t| topics.contains_key(t), Some(&dir.join(OFFSETS_LOCK_FILE)))?;
-    let multi = Multi {
-        lock: Mutex::new(Some(lock)),
-        catalog_seen: AtomicU64::new(catalog_version),
-        dir_state,
-        catalog_lock: lock_file(dir, CATALOG_LOCK_FILE)?,
-        changing: Mutex::new(()),
-        maintenance_lock: lock_file(dir, MAINTENANCE_LOCK_FILE)?,
-        pid_lock: lock_file(dir, PID_LOCK_FILE)?,
-        pids: Mutex::default(),
-    };
+    let groups = Groups::load(offsets, |t| topics.contains_key(t), Some(lock_file(dir, OFFSETS_LOCK_FILE)?))?;
+    let multi = Multi::new(dir, dir_state, catalog_version, Some(held))?;
     drop(catalog_lock);
     let shared = Arc::new(Shared {
         dir: dir.to_path_buf(),
@@ -252,18 +240,7 @@ fn join(dir: &Path, options: LogOptions, lock: File) -> Result<Log> {
         clients: Default::default(),
         multi: OnceLock::from(multi),
     });
-    let maintenance = if shared.options.background {
-        let s = shared.clone();
-        Some(
-            std::thread::Builder::new()
-                .name("runnel-maintenance".into())
-                .spawn(move || maintenance_loop(&s))
-                .map_err(|e| Error::io("spawn thread", dir, e))?,
-        )
-    } else {
-        None
-    };
-    Ok(Log { shared: Some(shared), reader: None, maintenance, prefault: Some(prefault), owner: true })
+    Log::writer(shared, prefault)
 }
 
 fn topic_config(options: &LogOptions, t: &TopicMeta) -> Result<Arc<TopicConfig>> {

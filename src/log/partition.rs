@@ -305,9 +305,6 @@ pub(crate) fn load_shared(
 ) -> Result<(Loaded, u64, WriterState, Vec<(Arc<Segment>, Arc<dyn VFile>)>)> {
     let path = dir.join(crate::storage::shared_state::PARTITION_STATE_FILE);
     let g = state.lock_append().map_err(|e| Error::io("lock", &path, e))?;
-    if g.owner_died() {
-        state.set_repair_needed(true);
-    }
     let s = state.writer_state();
     let commits = state.writer_commits();
     let (segments, active, sealed) = load_committed(vfs, dir, config, &s, &[], None)?;
@@ -482,12 +479,9 @@ impl Partition {
         let mut w = lock(&self.writer);
         let Some(st) = self.multi() else { return Ok(WriterGuard { w, _append: None }) };
         let g = st.lock_append().map_err(|e| Error::io("lock", self.dir.join("partition.state"), e))?;
-        if g.owner_died() {
-            st.set_repair_needed(true);
-        }
         if st.repair_needed() {
             self.repair_dead_holder(&mut w, st)?;
-            st.set_repair_needed(false);
+            st.repaired();
         }
         self.catch_up(&mut w, st)?;
         Ok(WriterGuard { w, _append: Some(g) })
@@ -1073,8 +1067,6 @@ impl Partition {
                 let g = g.map_err(|e| Error::io("lock", self.dir.join("partition.state"), e))?;
                 if st.durable() >= appended {
                     self.durable.fetch_max(appended, Ordering::AcqRel);
-                    drop(g);
-                    st.wake_durable();
                     return Ok(());
                 }
                 // No gathering here, unlike within one process: measured, waiting even 10 µs for
@@ -1098,10 +1090,6 @@ impl Partition {
             // Another process's round synced everything up to `leo`, including the segments sealed
             // before it (it had caught up to `leo` itself).
             self.durable.fetch_max(leo, Ordering::AcqRel);
-            if let (Some(st), Some(g)) = (self.multi(), leader) {
-                drop(g);
-                st.wake_durable();
-            }
             return Ok(());
         }
         for (seg, f) in &unsynced {
@@ -1133,10 +1121,7 @@ impl Partition {
             st.raise_durable(leo);
         }
         // Shared mode: the high watermark is published before the next leader looks.
-        if let (Some(st), Some(g)) = (self.multi(), leader) {
-            drop(g);
-            st.wake_durable();
-        }
+        drop(leader);
         Ok(())
     }
 

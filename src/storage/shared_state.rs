@@ -141,6 +141,19 @@ impl Page {
     }
 }
 
+/// Moves a futex word in shared memory and wakes every sleeper on it, in any process (a shared,
+/// not `FUTEX_PRIVATE`, wake).
+fn bump_and_wake(word: &AtomicU32) {
+    word.fetch_add(1, Ordering::SeqCst);
+    let _ = rustix::thread::futex::wake(word, rustix::thread::futex::Flags::empty(), u32::MAX);
+}
+
+/// Sleeps while a futex word in shared memory still holds `seen`, for at most `timeout`.
+fn sleep_on(word: &AtomicU32, seen: u32, timeout: Duration) {
+    let ts = rustix::time::Timespec { tv_sec: timeout.as_secs() as i64, tv_nsec: i64::from(timeout.subsec_nanos()) };
+    let _ = rustix::thread::futex::wait(word, rustix::thread::futex::Flags::empty(), seen, Some(&ts));
+}
+
 fn bad(path: &Path, what: &str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, format!("{}: {what}", path.display()))
 }
@@ -237,8 +250,7 @@ impl DirState {
         // the sleeper's look sees the publication and it does not sleep.
         fence(Ordering::SeqCst);
         if self.local_sleepers.load(Ordering::Relaxed) != 0 {
-            word.fetch_add(1, Ordering::SeqCst);
-            let _ = rustix::thread::futex::wake(word, rustix::thread::futex::Flags::empty(), u32::MAX);
+            bump_and_wake(word);
             return;
         }
         if let Some(now) = paced {
@@ -249,19 +261,14 @@ impl DirState {
             self.last_wake.store(now, Ordering::Relaxed);
         }
         // After the publication: a follower that loaded the word before it either sees the word
-        // moved or is woken.
-        word.fetch_add(1, Ordering::SeqCst);
-        // A shared (not FUTEX_PRIVATE) wake: the sleepers are in other processes.
-        let _ = rustix::thread::futex::wake(word, rustix::thread::futex::Flags::empty(), u32::MAX);
+        // moved or is woken (the sleepers are in other processes).
+        bump_and_wake(word);
     }
 
     /// Sleeps until the futex word differs from `seen`, or `timeout` passes (at most
     /// [`FOLLOW_POLL`], so that a skipped wake costs at most that long).
     pub fn wait(&self, seen: u32, timeout: Duration) {
-        let word = self.page.u32_at(D_NOTIFY);
-        let t = timeout.min(FOLLOW_POLL);
-        let ts = rustix::time::Timespec { tv_sec: t.as_secs() as i64, tv_nsec: i64::from(t.subsec_nanos()) };
-        let _ = rustix::thread::futex::wait(word, rustix::thread::futex::Flags::empty(), seen, Some(&ts));
+        sleep_on(self.page.u32_at(D_NOTIFY), seen, timeout.min(FOLLOW_POLL));
     }
 }
 
@@ -533,6 +540,20 @@ impl Drop for LockGuard<'_> {
     }
 }
 
+/// The sync lock of a partition, held by the group-commit leader of every process. Released on
+/// drop, whatever the round's outcome, and then the processes waiting for a round are woken.
+pub struct SyncLeader<'a> {
+    state: &'a PartitionState,
+    lock: Option<LockGuard<'a>>,
+}
+
+impl Drop for SyncLeader<'_> {
+    fn drop(&mut self) {
+        drop(self.lock.take());
+        self.state.wake_durable();
+    }
+}
+
 /// What the appenders of a partition opened in shared mode have written: committed under the
 /// append lock, in one of two slots, by a single store of the commit count, so a holder killed
 /// mid-update leaves the previous state current.
@@ -569,14 +590,20 @@ impl PartitionState {
     }
 
     /// Takes the append lock: held for one append (or roll, or retention's list change), never
-    /// across an fsync.
+    /// across an fsync. If the previous holder died holding it, what it protected may be
+    /// half-changed: the partition is marked for repair ([`PartitionState::repair_needed`]), which
+    /// survives this holder's death too.
     pub fn lock_append(&self) -> io::Result<LockGuard<'_>> {
-        self.page.robust_lock(P_APPEND_LOCK).lock()
+        let g = self.page.robust_lock(P_APPEND_LOCK).lock()?;
+        if g.owner_died() {
+            self.mark_unfinished();
+        }
+        Ok(g)
     }
 
     /// Takes the sync lock if it is free: the holder is the group-commit leader of every process.
-    pub fn try_lock_sync(&self) -> io::Result<Option<LockGuard<'_>>> {
-        self.page.robust_lock(P_SYNC_LOCK).try_lock()
+    pub fn try_lock_sync(&self) -> io::Result<Option<SyncLeader<'_>>> {
+        Ok(self.page.robust_lock(P_SYNC_LOCK).try_lock()?.map(|g| SyncLeader { state: self, lock: Some(g) }))
     }
 
     /// The futex word sync rounds bump; pass it to [`PartitionState::wait_durable`].
@@ -585,18 +612,14 @@ impl PartitionState {
     }
 
     /// A sync round ended (the durable offset was raised first): wakes the processes waiting.
-    pub fn wake_durable(&self) {
-        let word = self.page.u32_at(P_DURABLE_SEQ);
-        word.fetch_add(1, Ordering::SeqCst);
-        let _ = rustix::thread::futex::wake(word, rustix::thread::futex::Flags::empty(), u32::MAX);
+    fn wake_durable(&self) {
+        bump_and_wake(self.page.u32_at(P_DURABLE_SEQ));
     }
 
     /// Sleeps until a sync round ends after `seen` was loaded, or `timeout` passes (a leader
     /// that died mid-round wakes no one: the sleeper then looks at the lock again).
     pub fn wait_durable(&self, seen: u32, timeout: Duration) {
-        let ts = rustix::time::Timespec { tv_sec: timeout.as_secs() as i64, tv_nsec: i64::from(timeout.subsec_nanos()) };
-        let word = self.page.u32_at(P_DURABLE_SEQ);
-        let _ = rustix::thread::futex::wait(word, rustix::thread::futex::Flags::empty(), seen, Some(&ts));
+        sleep_on(self.page.u32_at(P_DURABLE_SEQ), seen, timeout);
     }
 
     /// How many writer states were committed: one load, for a cheap "has anything changed?".
@@ -642,13 +665,10 @@ impl PartitionState {
         self.page.u64_at(P_ACKS_ALL).load(Ordering::Relaxed)
     }
 
-    /// A holder of the append lock died: whatever it left past the committed writer state must be
-    /// repaired by the next holder (the flag survives that holder's death too).
-    pub fn set_repair_needed(&self, needed: bool) {
-        self.page.u64_at(P_REPAIR_NEEDED).store(u64::from(needed), Ordering::Release);
-        if !needed {
-            self.page.u64_at(P_REPAIRS).fetch_add(1, Ordering::Relaxed);
-        }
+    /// What a dead or failed holder left has been repaired.
+    pub fn repaired(&self) {
+        self.page.u64_at(P_REPAIR_NEEDED).store(0, Ordering::Release);
+        self.page.u64_at(P_REPAIRS).fetch_add(1, Ordering::Relaxed);
     }
 
     /// When the last sync round of any process ended (wall-clock ms).
@@ -666,8 +686,8 @@ impl PartitionState {
         self.page.u64_at(P_SEQ).load(Ordering::Acquire)
     }
 
-    /// A holder failed part-way through changing files (an error or a panic inside the append
-    /// lock): the next holder repairs as if it had died.
+    /// A holder died, or failed part-way through changing files (an error or a panic inside the
+    /// append lock): the next holder repairs what it left.
     pub fn mark_unfinished(&self) {
         self.page.u64_at(P_REPAIR_NEEDED).store(1, Ordering::Release);
     }
@@ -740,8 +760,7 @@ impl SharedBlob {
 
     /// Sleeps until the state changes after `seen` was loaded, or `timeout` passes.
     pub fn wait(&self, seen: u32, timeout: Duration) {
-        let ts = rustix::time::Timespec { tv_sec: timeout.as_secs() as i64, tv_nsec: i64::from(timeout.subsec_nanos()) };
-        let _ = rustix::thread::futex::wait(self.page.u32_at(G_NOTIFY), rustix::thread::futex::Flags::empty(), seen, Some(&ts));
+        sleep_on(self.page.u32_at(G_NOTIFY), seen, timeout);
     }
 }
 
@@ -789,9 +808,7 @@ impl BlobGuard<'_> {
         unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.slot(i), bytes.len()) };
         self.blob.page.u64_at(G_LENS[i]).store(bytes.len() as u64, Ordering::Relaxed);
         self.blob.page.u64_at(G_COMMITS).store(n + 1, Ordering::Release);
-        let word = self.blob.page.u32_at(G_NOTIFY);
-        word.fetch_add(1, Ordering::SeqCst);
-        let _ = rustix::thread::futex::wake(word, rustix::thread::futex::Flags::empty(), u32::MAX);
+        bump_and_wake(self.blob.page.u32_at(G_NOTIFY));
         Ok(())
     }
 }
